@@ -1,0 +1,3 @@
+"""aoi: automated optical inspection of PCBs and package substrates."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Datasets, annotation formats, image decoding and synthetic boards."""

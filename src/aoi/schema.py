@@ -1,0 +1,205 @@
+"""The one result type that flows from the detector to the database, the API and the dashboard.
+
+`Defect` and `InspectionResult` are frozen dataclasses validated when built; everything else
+(API models, ORM rows, JSON files) converts to and from them through `to_dict` / `from_dict`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class SchemaError(ValueError):
+    """A result object was built from values that break its contract."""
+
+
+class DefectType(str, enum.Enum):
+    """Defect classes. Values are the DeepPCB submission spellings (plus `scratch`)."""
+
+    OPEN = "open"
+    SHORT = "short"
+    MOUSEBITE = "mousebite"
+    SPUR = "spur"
+    COPPER = "copper"
+    PIN_HOLE = "pin-hole"
+    SCRATCH = "scratch"
+
+    @classmethod
+    def parse(cls, value: str | DefectType) -> DefectType:
+        if isinstance(value, DefectType):
+            return value
+        text = str(value).strip().lower().replace("_", "-")
+        aliases = {"pinhole": "pin-hole", "spurious-copper": "copper", "protrusion": "spur"}
+        text = aliases.get(text, text)
+        try:
+            return cls(text)
+        except ValueError:
+            known = ", ".join(t.value for t in cls)
+            raise SchemaError(f"unknown defect type {value!r}; expected one of {known}") from None
+
+
+# DeepPCB annotation codes 1..6 -> type. Scratch has no DeepPCB code; we give it 7.
+DEEPPCB_CODES: dict[int, DefectType] = {
+    1: DefectType.OPEN,
+    2: DefectType.SHORT,
+    3: DefectType.MOUSEBITE,
+    4: DefectType.SPUR,
+    5: DefectType.COPPER,
+    6: DefectType.PIN_HOLE,
+    7: DefectType.SCRATCH,
+}
+CODE_OF_TYPE: dict[DefectType, int] = {t: c for c, t in DEEPPCB_CODES.items()}
+
+
+class Verdict(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+
+
+BoxXYXY = tuple[float, float, float, float]
+
+
+def _check_box(name: str, box: Sequence[float]) -> BoxXYXY:
+    if len(box) != 4:
+        raise SchemaError(f"{name} must have 4 numbers [x1, y1, x2, y2], got {len(box)}")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise SchemaError(f"{name} has a non-finite coordinate: {box}")
+    if x2 < x1 or y2 < y1:
+        raise SchemaError(f"{name} must satisfy x1 <= x2 and y1 <= y2, got {box}")
+    return (x1, y1, x2, y2)
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One reported defect. `box_px` is [x1, y1, x2, y2] in image pixels; `box_mm` the same in mm."""
+
+    type: DefectType
+    confidence: float
+    box_px: BoxXYXY
+    box_mm: BoxXYXY | None = None
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", DefectType.parse(self.type))
+        conf = float(self.confidence)
+        if not (0.0 <= conf <= 1.0) or math.isnan(conf):
+            raise SchemaError(f"confidence must be in [0, 1], got {self.confidence}")
+        object.__setattr__(self, "confidence", conf)
+        object.__setattr__(self, "box_px", _check_box("box_px", self.box_px))
+        if self.box_mm is not None:
+            object.__setattr__(self, "box_mm", _check_box("box_mm", self.box_mm))
+
+    @property
+    def size_wh_px(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box_px
+        return (x2 - x1, y2 - y1)
+
+    def with_mm(self, px_per_mm: float, origin_px: tuple[float, float] = (0.0, 0.0)) -> Defect:
+        """Return a copy whose `box_mm` is computed from `box_px` at `px_per_mm`."""
+        if not px_per_mm > 0:
+            raise SchemaError(f"px_per_mm must be positive, got {px_per_mm}")
+        ox, oy = origin_px
+        x1, y1, x2, y2 = self.box_px
+        mm = ((x1 + ox) / px_per_mm, (y1 + oy) / px_per_mm, (x2 + ox) / px_per_mm, (y2 + oy) / px_per_mm)
+        return replace(self, box_mm=tuple(round(v, 4) for v in mm))  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type.value,
+            "confidence": round(self.confidence, 5),
+            "box_px": [round(v, 2) for v in self.box_px],
+            "box_mm": None if self.box_mm is None else [round(v, 4) for v in self.box_mm],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Defect:
+        try:
+            return cls(
+                type=DefectType.parse(data["type"]),
+                confidence=float(data["confidence"]),
+                box_px=tuple(data["box_px"]),  # type: ignore[arg-type]
+                box_mm=None if data.get("box_mm") is None else tuple(data["box_mm"]),  # type: ignore[arg-type]
+                id=None if data.get("id") is None else str(data["id"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"malformed defect record: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class InspectionResult:
+    """The outcome of inspecting one tested image against its golden template."""
+
+    image_id: str
+    image_size_wh: tuple[int, int]
+    defects: tuple[Defect, ...]
+    verdict: Verdict
+    px_per_mm: float
+    model_version: str
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    registration: Mapping[str, float] = field(default_factory=dict)
+    product: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.image_id:
+            raise SchemaError("image_id must not be empty")
+        w, h = self.image_size_wh
+        if w <= 0 or h <= 0:
+            raise SchemaError(f"image_size_wh must be positive, got {self.image_size_wh}")
+        object.__setattr__(self, "image_size_wh", (int(w), int(h)))
+        object.__setattr__(self, "defects", tuple(self.defects))
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
+        if not self.px_per_mm > 0:
+            raise SchemaError(f"px_per_mm must be positive, got {self.px_per_mm}")
+        for d in self.defects:
+            if not isinstance(d, Defect):
+                raise SchemaError(f"defects must be Defect objects, got {type(d).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_id": self.image_id,
+            "product": self.product,
+            "image_size_wh": list(self.image_size_wh),
+            "verdict": self.verdict.value,
+            "px_per_mm": self.px_per_mm,
+            "model_version": self.model_version,
+            "defects": [d.to_dict() for d in self.defects],
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
+            "registration": {k: round(float(v), 4) for k, v in self.registration.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InspectionResult:
+        try:
+            return cls(
+                image_id=str(data["image_id"]),
+                product=data.get("product"),
+                image_size_wh=tuple(data["image_size_wh"]),  # type: ignore[arg-type]
+                verdict=Verdict(data["verdict"]),
+                px_per_mm=float(data["px_per_mm"]),
+                model_version=str(data["model_version"]),
+                defects=tuple(Defect.from_dict(d) for d in data.get("defects", [])),
+                timings_ms=dict(data.get("timings_ms", {})),
+                registration=dict(data.get("registration", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, SchemaError):
+                raise
+            raise SchemaError(f"malformed inspection record: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class InspectionFailure:
+    """A per-image error: the batch records it and carries on with the other images."""
+
+    image_id: str
+    error: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image_id": self.image_id, "status": "error", "error": self.error, "message": self.message}
