@@ -13,7 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-class SchemaError(ValueError):
+class InspectionInputError(ValueError):
+    """Base of every error caused by bad input (image, template, dataset, record): a 4xx, never a crash."""
+
+
+class SchemaError(InspectionInputError):
     """A result object was built from values that break its contract."""
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aoi.schema import BoxXYXY, DefectType, SchemaError
+from aoi.schema import BoxXYXY, DefectType, InspectionInputError, SchemaError
 
 
-class DatasetError(ValueError):
+class DatasetError(InspectionInputError):
     """A dataset folder, list file or annotation file is missing or malformed."""
 
 

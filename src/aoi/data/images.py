@@ -7,10 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aoi.schema import InspectionInputError
+
 MAX_PIXELS = 16384 * 16384 + 1  # a full line-scan panel; anything larger is refused as a bomb
 
 
-class ImageError(ValueError):
+class ImageError(InspectionInputError):
     """An image could not be read or is not usable for inspection."""
 
 
