@@ -1,0 +1,728 @@
+"""Synthetic template/test board pairs that look like DeepPCB scans, with painted defects and exact boxes.
+
+DeepPCB images are 640x640 8-bit binarised scans (copper ~255, substrate ~0, ~48 px/mm) whose edges
+are slightly soft. We lay out copper as a binary mask, render it with a small Gaussian blur, and paint
+each defect by editing the mask locally and re-rendering only the touched neighbourhood, so that the
+tested image differs from its template exactly where a defect was painted. Boxes follow the DeepPCB
+labelling habit: the tight box of the changed pixels grown by 8 px on each side, clipped to the image.
+
+Box coordinates are continuous pixel coordinates: pixel column `i` spans [i, i + 1).
+All randomness comes from the `np.random.Generator` passed in: the same seed gives the same images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from aoi.data.annotations import LabeledBox
+from aoi.data.deeppcb import format_annotation
+from aoi.data.images import validate_image
+from aoi.schema import BoxXYXY, DefectType
+
+PX_PER_MM = 48.0
+BOX_MARGIN_PX = 8
+DEFAULT_SIZE_WH = (640, 640)
+_SOFT_SIGMA_PX = 0.7
+_SOFT_KERNEL_PX = 5
+_SOFT_RADIUS_PX = _SOFT_KERNEL_PX // 2
+_MAX_TRIES = 80
+
+
+class NoSuitableSpotError(RuntimeError):
+    """A painter found no place on the image where its defect can be painted (e.g. no trace, all avoided)."""
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticPair:
+    """A golden template, the tested image with painted defects, and the ground-truth boxes."""
+
+    template: np.ndarray
+    test: np.ndarray
+    labels: tuple[LabeledBox, ...]
+
+
+Painter = Callable[[np.ndarray, np.random.Generator, Sequence[BoxXYXY | LabeledBox]], tuple[np.ndarray, LabeledBox]]
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def render_mask(copper: np.ndarray) -> np.ndarray:
+    """Render a boolean copper mask as a soft-edged 8-bit scan (copper 255, substrate 0)."""
+    soft = cv2.GaussianBlur(copper.astype(np.float32) * 255.0, (_SOFT_KERNEL_PX, _SOFT_KERNEL_PX), _SOFT_SIGMA_PX)
+    return np.clip(np.rint(soft), 0, 255).astype(np.uint8)
+
+
+def copper_mask(image: np.ndarray) -> np.ndarray:
+    """Binarise a scan: True where copper."""
+    return np.asarray(image) >= 128
+
+
+# ---------------------------------------------------------------------------------------------- template
+
+
+def generate_template(rng: np.random.Generator, size_wh: tuple[int, int] = DEFAULT_SIZE_WH) -> np.ndarray:
+    """A defect-free board: copper planes, nets of pads/vias joined by 0/45/90-degree traces, spare vias.
+
+    Every conductor keeps a clearance of 8-18 px to the others, so a copper bridge is a real short.
+    """
+    w, h = int(size_wh[0]), int(size_wh[1])
+    if w < 64 or h < 64:
+        raise ValueError(f"size_wh must be at least 64x64, got {size_wh}")
+    layout = _Layout(w, h)
+    for _ in range(int(rng.integers(1, 3))):
+        for _attempt in range(20):
+            if layout.try_add(_draw_plane(rng, w, h), clearance_px=float(rng.uniform(10, 18))):
+                break
+    target_nets = int(rng.integers(30, 50)) * w * h // (640 * 640) + 2
+    for _attempt in range(target_nets * 15):
+        if layout.n_added >= target_nets + 2:
+            break
+        layout.try_add(_draw_net(rng, w, h), clearance_px=float(rng.uniform(8, 16)))
+    for _attempt in range(40):
+        layout.try_add(_draw_terminal_alone(rng, w, h), clearance_px=float(rng.uniform(8, 16)))
+    return render_mask(layout.copper)
+
+
+class _Layout:
+    """Copper placed so far, and the distance of every substrate pixel to it (for the clearance rule)."""
+
+    def __init__(self, w: int, h: int) -> None:
+        self.copper = np.zeros((h, w), bool)
+        self._distance_px: np.ndarray = np.full((h, w), 1e6, np.float32)
+        self.n_added = 0
+
+    def try_add(self, element: np.ndarray, clearance_px: float) -> bool:
+        drawn = element > 0
+        if not drawn.any() or float(self._distance_px[drawn].min()) < clearance_px:
+            return False
+        self.copper |= drawn
+        self._distance_px = cv2.distanceTransform((~self.copper).astype(np.uint8), cv2.DIST_L2, 5)
+        self.n_added += 1
+        return True
+
+
+_DIRECTIONS = [(math.cos(k * math.pi / 4), math.sin(k * math.pi / 4)) for k in range(8)]
+
+
+def _draw_plane(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A copper pour with a chamfered corner and a few isolated vias in clearance holes."""
+    canvas = np.zeros((h, w), np.uint8)
+    pw, ph = int(rng.uniform(0.15, 0.35) * w), int(rng.uniform(0.12, 0.3) * h)
+    x0, y0 = int(rng.integers(-pw // 3, w - pw * 2 // 3)), int(rng.integers(-ph // 3, h - ph * 2 // 3))
+    c = int(rng.uniform(0.1, 0.35) * min(pw, ph))
+    poly = np.array([(x0 + c, y0), (x0 + pw, y0), (x0 + pw, y0 + ph), (x0, y0 + ph), (x0, y0 + c)], np.int32)
+    cv2.fillPoly(canvas, [poly], 255)
+    placed: list[tuple[int, int, int]] = []
+    for _ in range(int(rng.integers(0, 4))):
+        ring_r = int(rng.integers(8, 13))
+        hole_r = int(rng.integers(30, 50) * ring_r // 100)
+        gap = int(rng.integers(6, 10))
+        reach = ring_r + gap + 6
+        if pw <= 2 * reach or ph <= 2 * reach:
+            break
+        cx, cy = int(rng.integers(x0 + reach, x0 + pw - reach)), int(rng.integers(y0 + reach, y0 + ph - reach))
+        if any(math.hypot(cx - px, cy - py) < reach + pr for px, py, pr in placed):
+            continue
+        placed.append((cx, cy, reach))
+        cv2.circle(canvas, (cx, cy), ring_r + gap, 0, -1)
+        cv2.circle(canvas, (cx, cy), ring_r, 255, -1)
+        cv2.circle(canvas, (cx, cy), hole_r, 0, -1)
+    return canvas
+
+
+def _draw_terminal(canvas: np.ndarray, rng: np.random.Generator, xy: tuple[int, int], trace_w: int) -> None:
+    """A rectangular pad, round pad or via (ring with a drilled hole) at `xy`, larger than the trace."""
+    kind = int(rng.integers(0, 3))
+    x, y = xy
+    if kind == 0:
+        hw, hh = int(rng.integers(trace_w // 2 + 4, trace_w // 2 + 16)), int(rng.integers(trace_w // 2 + 4, 24))
+        cv2.rectangle(canvas, (x - hw, y - hh), (x + hw, y + hh), 255, -1)
+    elif kind == 1:
+        cv2.circle(canvas, (x, y), int(rng.integers(max(8, trace_w // 2 + 3), 18)), 255, -1)
+    else:
+        ring_r = int(rng.integers(max(8, trace_w // 2 + 4), 16))
+        cv2.circle(canvas, (x, y), ring_r, 255, -1)
+        cv2.circle(canvas, (x, y), int(ring_r * rng.uniform(0.35, 0.55)), 0, -1)
+
+
+def _draw_net(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """Two terminals joined by a polyline of 1-4 segments at multiples of 45 degrees."""
+    canvas = np.zeros((h, w), np.uint8)
+    trace_w = int(rng.integers(6, 21))
+    x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+    points = [(int(round(x)), int(round(y)))]
+    heading = int(rng.integers(0, 8))
+    for segment in range(int(rng.integers(1, 5))):
+        if segment:
+            heading = (heading + int(rng.choice([-2, -1, 1, 2]))) % 8
+        length = float(rng.uniform(40, 240))
+        dx, dy = _DIRECTIONS[heading]
+        x, y = x + dx * length, y + dy * length
+        points.append((int(round(x)), int(round(y))))
+    cv2.polylines(canvas, [np.array(points, np.int32)], False, 255, trace_w, cv2.LINE_8)
+    _draw_terminal(canvas, rng, points[0], trace_w)
+    _draw_terminal(canvas, rng, points[-1], trace_w)
+    return canvas
+
+
+def _draw_terminal_alone(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    canvas = np.zeros((h, w), np.uint8)
+    _draw_terminal(canvas, rng, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(6, 14)))
+    return canvas
+
+
+# ---------------------------------------------------------------------------------------------- painting helpers
+
+
+def _as_box(item: BoxXYXY | LabeledBox) -> BoxXYXY:
+    return item.box_px if isinstance(item, LabeledBox) else tuple(float(v) for v in item)  # type: ignore[return-value]
+
+
+def _overlaps_any(box: BoxXYXY, avoid: Sequence[BoxXYXY | LabeledBox]) -> bool:
+    x1, y1, x2, y2 = box
+    for other in avoid:
+        a1, b1, a2, b2 = _as_box(other)
+        if x1 < a2 and a1 < x2 and y1 < b2 and b1 < y2:
+            return True
+    return False
+
+
+def changed_box(before: np.ndarray, after: np.ndarray, margin_px: int = BOX_MARGIN_PX) -> BoxXYXY | None:
+    """DeepPCB-style box: tight box of the pixels that differ, grown by `margin_px`, clipped to the image."""
+    ys, xs = np.nonzero(before != after)
+    if xs.size == 0:
+        return None
+    h, w = before.shape[:2]
+    return (
+        float(max(0, int(xs.min()) - margin_px)),
+        float(max(0, int(ys.min()) - margin_px)),
+        float(min(w, int(xs.max()) + 1 + margin_px)),
+        float(min(h, int(ys.max()) + 1 + margin_px)),
+    )
+
+
+def _rerender(image: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Write the rendering of `new` into a copy of `image`, only around pixels where the masks differ."""
+    ys, xs = np.nonzero(old != new)
+    out = image.copy()
+    if xs.size == 0:
+        return out
+    h, w = old.shape
+    pad = 2 * _SOFT_RADIUS_PX
+    x0, y0 = max(0, int(xs.min()) - pad), max(0, int(ys.min()) - pad)
+    x1, y1 = min(w, int(xs.max()) + 1 + pad), min(h, int(ys.max()) + 1 + pad)
+    soft = render_mask(new[y0:y1, x0:x1])
+    kernel = np.ones((2 * _SOFT_RADIUS_PX + 1, 2 * _SOFT_RADIUS_PX + 1), np.uint8)
+    region = cv2.dilate((old[y0:y1, x0:x1] != new[y0:y1, x0:x1]).astype(np.uint8), kernel) > 0
+    crop = out[y0:y1, x0:x1]
+    crop[region] = soft[region]
+    return out
+
+
+class _View:
+    """Analyses of one image shared by the painters: copper mask, conductors, distances to edges."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = validate_image(image)
+        self.mask = copper_mask(self.image)
+        self.h, self.w = self.mask.shape
+        _, self.labels = cv2.connectedComponents(self.mask.astype(np.uint8), connectivity=8)
+        self._inside: np.ndarray | None = None
+        self._outside: np.ndarray | None = None
+
+    @property
+    def inside_px(self) -> np.ndarray:
+        """Distance of each copper pixel to the nearest substrate."""
+        if self._inside is None:
+            self._inside = cv2.distanceTransform(self.mask.astype(np.uint8), cv2.DIST_L2, 5)
+        return self._inside
+
+    @property
+    def outside_px(self) -> np.ndarray:
+        """Distance of each substrate pixel to the nearest copper."""
+        if self._outside is None:
+            self._outside = cv2.distanceTransform((~self.mask).astype(np.uint8), cv2.DIST_L2, 5)
+        return self._outside
+
+    def label_at(self, x: float, y: float) -> int:
+        return int(self.labels[int(round(y)), int(round(x))])
+
+    def inside(self, x: float, y: float) -> bool:
+        return 0 <= round(x) < self.w and 0 <= round(y) < self.h
+
+    def run_px(self, x: float, y: float, ux: float, uy: float, copper: bool, max_px: int) -> int:
+        """How many 1-px steps from (x, y) along (ux, uy) stay on copper (or substrate); stops at the border."""
+        for t in range(1, max_px + 1):
+            px, py = x + ux * t, y + uy * t
+            if not self.inside(px, py) or self.mask[int(round(py)), int(round(px))] != copper:
+                return t - 1
+        return max_px
+
+    def finish(
+        self, new_mask: np.ndarray, kind: DefectType, avoid: Sequence[BoxXYXY | LabeledBox]
+    ) -> tuple[np.ndarray, LabeledBox] | None:
+        """Render the edit; None when it changed nothing or its box would overlap an avoided box."""
+        out = _rerender(self.image, self.mask, new_mask)
+        box = changed_box(self.image, out)
+        if box is None or _overlaps_any(box, avoid):
+            return None
+        return out, LabeledBox(kind, box)
+
+
+@dataclass(frozen=True)
+class _TraceSite:
+    """A point on the centre line of a straight trace stretch, its direction and half-widths."""
+
+    x: float
+    y: float
+    along: tuple[float, float]
+    normal: tuple[float, float]
+    half_width_px: float
+    label: int
+
+    def edge(self, side: int) -> tuple[float, float]:
+        reach_px = side * self.half_width_px
+        return (self.x + self.normal[0] * reach_px, self.y + self.normal[1] * reach_px)
+
+
+_AXES = [(1.0, 0.0), (math.sqrt(0.5), math.sqrt(0.5)), (0.0, 1.0), (-math.sqrt(0.5), math.sqrt(0.5))]
+
+
+def _trace_sites(view: _View, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox]):
+    """Yield random trace centre-line sites (traces 5-22 px wide), skipping pads, planes and avoided boxes."""
+    dist = view.inside_px
+    ridge = (dist >= 2.5) & (dist <= 11.5) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
+    ys, xs = np.nonzero(ridge)
+    if xs.size == 0:
+        return
+    for i in rng.permutation(xs.size)[: _MAX_TRIES * 4]:
+        x, y = float(xs[i]), float(ys[i])
+        if _overlaps_any((x - 20, y - 20, x + 20, y + 20), avoid):
+            continue
+        runs = [view.run_px(x, y, ux, uy, True, 80) + view.run_px(x, y, -ux, -uy, True, 80) for ux, uy in _AXES]
+        a = int(np.argmax(runs))
+        along, normal = _AXES[a], _AXES[(a + 2) % 4]
+        plus = view.run_px(x, y, normal[0], normal[1], True, 30)
+        minus = view.run_px(x, y, -normal[0], -normal[1], True, 30)
+        width = plus + minus + 1
+        if runs[a] < max(24, 3 * width) or abs(plus - minus) > 2 or not 5 <= width <= 23:
+            continue
+        # the stretch must be straight: the width is the same a few px either side
+        same = all(
+            abs(
+                view.run_px(x + along[0] * s, y + along[1] * s, normal[0], normal[1], True, 30)
+                + view.run_px(x + along[0] * s, y + along[1] * s, -normal[0], -normal[1], True, 30)
+                + 1
+                - width
+            )
+            <= 2
+            for s in (-8, 8)
+        )
+        if not same:
+            continue
+        yield _TraceSite(x, y, along, normal, width / 2.0, view.label_at(x, y))
+
+
+def _rotated_rect(center: tuple[float, float], along: tuple[float, float], half_along: float, half_across: float):
+    cx, cy = center
+    ax, ay = along
+    nx, ny = -ay, ax
+    corners = [
+        (cx + ax * sa * half_along + nx * sn * half_across, cy + ay * sa * half_along + ny * sn * half_across)
+        for sa, sn in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+    ]
+    return np.array([[round(px), round(py)] for px, py in corners], np.int32)
+
+
+def _labels_touched(view: _View, changed: np.ndarray, grow_px: int) -> set[int]:
+    near = cv2.dilate(changed.astype(np.uint8), np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8)) > 0
+    return set(np.unique(view.labels[near & view.mask]).tolist())
+
+
+def _n_conductors_near(mask: np.ndarray, box: BoxXYXY) -> int:
+    x1, y1, x2, y2 = (int(v) for v in box)
+    n, _ = cv2.connectedComponents(mask[y1:y2, x1:x2].astype(np.uint8), connectivity=8)
+    return n - 1
+
+
+# ---------------------------------------------------------------------------------------------- painters
+
+
+def paint_open(
+    image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
+) -> tuple[np.ndarray, LabeledBox]:
+    """Cut a 3-12 px gap straight across a trace, severing it."""
+    view = _View(image)
+    for site in _trace_sites(view, rng, avoid):
+        gap_px = float(rng.uniform(3, 12))
+        cut = np.zeros_like(view.mask, np.uint8)
+        poly = _rotated_rect((site.x, site.y), site.normal, site.half_width_px + 3, gap_px / 2)
+        cv2.fillPoly(cut, [poly], 255)
+        cut_copper = (cut > 0) & view.mask
+        if set(np.unique(view.labels[cut_copper]).tolist()) != {site.label}:
+            continue
+        new = view.mask & ~(cut > 0)
+        result = view.finish(new, DefectType.OPEN, avoid)
+        if result is not None and _n_conductors_near(new, result[1].box_px) > _n_conductors_near(
+            view.mask, result[1].box_px
+        ):
+            return result
+    raise NoSuitableSpotError("no straight trace stretch to cut open")
+
+
+def paint_mousebite(
+    image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
+) -> tuple[np.ndarray, LabeledBox]:
+    """Bite 1-3 round notches out of one edge of a trace without severing it."""
+    view = _View(image)
+    for site in _trace_sites(view, rng, avoid):
+        side = int(rng.choice([-1, 1]))
+        ex, ey = site.edge(side)
+        radius_px = float(rng.uniform(2.0, max(2.5, 0.7 * site.half_width_px)))
+        n_bites = int(rng.integers(1, 4))
+        bites = np.zeros_like(view.mask, np.uint8)
+        for k in range(n_bites):
+            offset = (k - (n_bites - 1) / 2) * radius_px * 1.3
+            bx = ex + site.along[0] * offset + site.normal[0] * side * radius_px * 0.3
+            by = ey + site.along[1] * offset + site.normal[1] * side * radius_px * 0.3
+            cv2.circle(bites, (round(bx), round(by)), max(2, round(radius_px)), 255, -1)
+        removed = (bites > 0) & view.mask
+        if not removed.any() or set(np.unique(view.labels[removed]).tolist()) != {site.label}:
+            continue
+        new = view.mask & ~(bites > 0)
+        result = view.finish(new, DefectType.MOUSEBITE, avoid)
+        if result is not None and _n_conductors_near(new, result[1].box_px) == _n_conductors_near(
+            view.mask, result[1].box_px
+        ):
+            return result
+    raise NoSuitableSpotError("no trace edge to bite")
+
+
+def _gap_outward(view: _View, site: _TraceSite, side: int, max_px: int) -> tuple[int, int]:
+    """Substrate run from the trace edge outward, and the conductor label met at its end (0 if none)."""
+    ex, ey = site.edge(side)
+    ux, uy = site.normal[0] * side, site.normal[1] * side
+    start = 0
+    while (
+        start < 4
+        and view.inside(ex + ux * start, ey + uy * start)
+        and view.mask[int(round(ey + uy * start)), int(round(ex + ux * start))]
+    ):
+        start += 1
+    sx, sy = ex + ux * start, ey + uy * start
+    gap = view.run_px(sx, sy, ux, uy, False, max_px)
+    hx, hy = sx + ux * (gap + 1), sy + uy * (gap + 1)
+    hit = view.label_at(hx, hy) if gap < max_px and view.inside(hx, hy) else 0
+    return start + gap, hit
+
+
+def paint_spur(
+    image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
+) -> tuple[np.ndarray, LabeledBox]:
+    """Grow a tapered protrusion from a trace edge, reaching at most 60% of the way to the next conductor."""
+    view = _View(image)
+    for site in _trace_sites(view, rng, avoid):
+        side = int(rng.choice([-1, 1]))
+        gap_px, _ = _gap_outward(view, site, side, 60)
+        if gap_px < 10:
+            continue
+        length_px = min(24.0, max(4.0, float(rng.uniform(0.3, 0.6)) * gap_px))
+        base_px = float(rng.uniform(4, 12))
+        ex, ey = site.edge(side)
+        ax, ay = site.along
+        nx, ny = site.normal[0] * side, site.normal[1] * side
+        bx, by = ex - nx * 2, ey - ny * 2
+        tx, ty = ex + nx * length_px, ey + ny * length_px
+        tip = base_px * float(rng.uniform(0.2, 0.5))
+        poly = np.array(
+            [
+                (bx - ax * base_px / 2, by - ay * base_px / 2),
+                (bx + ax * base_px / 2, by + ay * base_px / 2),
+                (tx + ax * tip / 2, ty + ay * tip / 2),
+                (tx - ax * tip / 2, ty - ay * tip / 2),
+            ]
+        )
+        grown = np.zeros_like(view.mask, np.uint8)
+        cv2.fillPoly(grown, [np.rint(poly).astype(np.int32)], 255)
+        added = (grown > 0) & ~view.mask
+        if not added.any() or _labels_touched(view, added, 3) != {site.label}:
+            continue
+        result = view.finish(view.mask | (grown > 0), DefectType.SPUR, avoid)
+        if result is not None:
+            return result
+    raise NoSuitableSpotError("no trace edge with room for a spur")
+
+
+def paint_short(
+    image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
+) -> tuple[np.ndarray, LabeledBox]:
+    """Bridge a trace to a neighbouring conductor less than 45 px away with a 3-9 px copper strip."""
+    view = _View(image)
+    for site in _trace_sites(view, rng, avoid):
+        side = int(rng.choice([-1, 1]))
+        gap_px, hit = _gap_outward(view, site, side, 45)
+        if hit in (0, site.label) or gap_px < 3:
+            continue
+        width_px = float(rng.uniform(3, 9))
+        ex, ey = site.edge(side)
+        nx, ny = site.normal[0] * side, site.normal[1] * side
+        a = (ex - nx * 2, ey - ny * 2)
+        b = (ex + nx * (gap_px + 3), ey + ny * (gap_px + 3))
+        center = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        poly = _rotated_rect(center, (nx, ny), (gap_px + 5) / 2, width_px / 2)
+        bridge = np.zeros_like(view.mask, np.uint8)
+        cv2.fillPoly(bridge, [poly], 255)
+        added = (bridge > 0) & ~view.mask
+        if not added.any() or _labels_touched(view, added, 1) != {site.label, hit}:
+            continue
+        result = view.finish(view.mask | (bridge > 0), DefectType.SHORT, avoid)
+        if result is not None:
+            return result
+    raise NoSuitableSpotError("no pair of nearby conductors to short")
+
+
+def _blob(rng: np.random.Generator, center: tuple[float, float], radius_px: float) -> np.ndarray:
+    n = int(rng.integers(6, 10))
+    angles = np.arange(n) * 2 * math.pi / n + rng.uniform(-0.3, 0.3, n)
+    radii = radius_px * rng.uniform(0.6, 1.0, n)
+    pts = np.stack([center[0] + radii * np.cos(angles), center[1] + radii * np.sin(angles)], axis=1)
+    return np.rint(pts).astype(np.int32)
+
+
+def _random_point_where(ok: np.ndarray, rng: np.random.Generator, avoid, reach_px: float):
+    ys, xs = np.nonzero(ok)
+    if xs.size == 0:
+        return
+    for i in rng.permutation(xs.size)[:_MAX_TRIES]:
+        x, y = float(xs[i]), float(ys[i])
+        if not _overlaps_any((x - reach_px, y - reach_px, x + reach_px, y + reach_px), avoid):
+            yield x, y
+
+
+def paint_copper(
+    image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
+) -> tuple[np.ndarray, LabeledBox]:
+    """Drop an isolated irregular copper blob (radius 3-10 px) on bare substrate, clear of all conductors."""
+    view = _View(image)
+    radius_px = float(rng.uniform(3, 10))
+    h, w = view.mask.shape
+    ok = view.outside_px >= radius_px + 5
+    ok[: int(radius_px) + 1, :] = ok[h - int(radius_px) - 1 :, :] = False
+    ok[:, : int(radius_px) + 1] = ok[:, w - int(radius_px) - 1 :] = False
+    for x, y in _random_point_where(ok, rng, avoid, radius_px + BOX_MARGIN_PX):
+        blob = np.zeros_like(view.mask, np.uint8)
+        cv2.fillPoly(blob, [_blob(rng, (x, y), radius_px)], 255)
+        result = view.finish(view.mask | (blob > 0), DefectType.COPPER, avoid)
+        if result is not None:
+            return result
+    raise NoSuitableSpotError("no bare substrate wide enough for a copper blob")
+
+
+def paint_pin_hole(
+    image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
+) -> tuple[np.ndarray, LabeledBox]:
+    """Punch a small round or oval hole (radius 1.5-5 px) fully inside copper."""
+    view = _View(image)
+    radius_px = float(rng.uniform(1.5, 5))
+    for x, y in _random_point_where(view.inside_px >= radius_px + 3, rng, avoid, radius_px + BOX_MARGIN_PX):
+        hole = np.zeros_like(view.mask, np.uint8)
+        axes = (max(1, round(radius_px)), max(1, round(radius_px * rng.uniform(0.6, 1.0))))
+        cv2.ellipse(hole, (round(x), round(y)), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        result = view.finish(view.mask & ~(hole > 0), DefectType.PIN_HOLE, avoid)
+        if result is not None:
+            return result
+    raise NoSuitableSpotError("no copper wide enough for a pin-hole")
+
+
+def paint_scratch(
+    image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
+) -> tuple[np.ndarray, LabeledBox]:
+    """Draw a thin (2-3 px), slightly curved 40-160 px scratch that inverts what it crosses.
+
+    Works on any binarised scan, including real DeepPCB tested images (it only inverts grey levels
+    along an anti-aliased curve), so it can add scratches to real training data away from `avoid`.
+    """
+    base = validate_image(image)
+    h, w = base.shape
+    for _ in range(_MAX_TRIES):
+        length_px = float(rng.uniform(40, min(160, 0.8 * min(w, h))))
+        angle = float(rng.uniform(0, math.pi))
+        ux, uy = math.cos(angle), math.sin(angle)
+        margin = 2
+        x0 = float(rng.uniform(margin, w - margin))
+        y0 = float(rng.uniform(margin, h - margin))
+        x2, y2 = x0 + ux * length_px, y0 + uy * length_px
+        if not (margin <= x2 <= w - margin and margin <= y2 <= h - margin):
+            continue
+        bend = float(rng.uniform(-0.15, 0.15)) * length_px
+        cx, cy = (x0 + x2) / 2 - uy * bend, (y0 + y2) / 2 + ux * bend
+        t = np.linspace(0.0, 1.0, 32)[:, None]
+        curve = (1 - t) ** 2 * np.array([x0, y0]) + 2 * (1 - t) * t * np.array([cx, cy]) + t**2 * np.array([x2, y2])
+        guess = (
+            float(curve[:, 0].min()) - 12, float(curve[:, 1].min()) - 12,
+            float(curve[:, 0].max()) + 12, float(curve[:, 1].max()) + 12,
+        )  # fmt: skip
+        if _overlaps_any(guess, avoid):
+            continue
+        alpha_canvas = np.zeros((h, w), np.uint8)
+        thickness = int(rng.integers(2, 4))
+        cv2.polylines(alpha_canvas, [np.rint(curve * 16).astype(np.int32)], False, 255, thickness, cv2.LINE_AA, 4)
+        alpha = alpha_canvas.astype(np.float32) / 255.0
+        inverted = 255.0 - base.astype(np.float32)
+        out = np.clip(np.rint(base * (1 - alpha) + inverted * alpha), 0, 255).astype(np.uint8)
+        box = changed_box(base, out)
+        if box is None or _overlaps_any(box, avoid):
+            continue
+        return out, LabeledBox(DefectType.SCRATCH, box)
+    raise NoSuitableSpotError("no place for a scratch clear of the avoided boxes")
+
+
+PAINTERS: Mapping[DefectType, Painter] = {
+    DefectType.OPEN: paint_open,
+    DefectType.SHORT: paint_short,
+    DefectType.MOUSEBITE: paint_mousebite,
+    DefectType.SPUR: paint_spur,
+    DefectType.COPPER: paint_copper,
+    DefectType.PIN_HOLE: paint_pin_hole,
+    DefectType.SCRATCH: paint_scratch,
+}
+
+
+def paint_defect(
+    image: np.ndarray,
+    defect_type: DefectType | str,
+    rng: np.random.Generator,
+    avoid: Sequence[BoxXYXY | LabeledBox] = (),
+) -> tuple[np.ndarray, LabeledBox]:
+    """Paint one defect of `defect_type`; returns the new image (the input is not modified) and its box."""
+    return PAINTERS[DefectType.parse(defect_type)](image, rng, avoid)
+
+
+# ---------------------------------------------------------------------------------------------- pairs
+
+
+def perturb(
+    image: np.ndarray,
+    labels: Iterable[LabeledBox],
+    shift_xy_px: tuple[float, float] = (0.0, 0.0),
+    rotation_deg: float = 0.0,
+    brightness: float = 1.0,
+    noise_sigma: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, tuple[LabeledBox, ...]]:
+    """Shift/rotate (about the image centre), scale grey levels and add Gaussian noise, moving the boxes along.
+
+    Rotated boxes become the axis-aligned box of their corners, clipped; boxes pushed off the image are
+    dropped. Uncovered borders read as bare substrate (0). Used for misaligned pairs and robustness sweeps.
+    """
+    if noise_sigma < 0 or brightness < 0:
+        raise ValueError(f"noise_sigma and brightness must be >= 0, got {noise_sigma}, {brightness}")
+    if noise_sigma > 0 and rng is None:
+        raise ValueError("noise_sigma > 0 needs an rng")
+    base = validate_image(image)
+    h, w = base.shape
+    labels = tuple(labels)
+    out: np.ndarray = base.astype(np.float32)
+    if any(float(v) != 0.0 for v in shift_xy_px) or rotation_deg != 0.0:
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(rotation_deg), 1.0)
+        matrix[:, 2] += np.asarray(shift_xy_px, np.float64)
+        out = cv2.warpAffine(out, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        labels = tuple(b for b in (_move_box(lb, matrix, w, h) for lb in labels) if b is not None)
+    if brightness != 1.0:
+        out = out * float(brightness)
+    if noise_sigma > 0 and rng is not None:
+        out = out + rng.normal(0.0, float(noise_sigma), out.shape).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), labels
+
+
+def _move_box(label: LabeledBox, matrix: np.ndarray, w: int, h: int) -> LabeledBox | None:
+    x1, y1, x2, y2 = label.box_px
+    # continuous corner coordinates -> pixel-centre coordinates that warpAffine maps, and back
+    corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float64) - 0.5
+    moved = corners @ matrix[:, :2].T + matrix[:, 2] + 0.5
+    nx1, ny1 = max(0.0, float(moved[:, 0].min())), max(0.0, float(moved[:, 1].min()))
+    nx2, ny2 = min(float(w), float(moved[:, 0].max())), min(float(h), float(moved[:, 1].max()))
+    if nx2 - nx1 < 1 or ny2 - ny1 < 1:
+        return None
+    box = tuple(round(v, 2) for v in (nx1, ny1, nx2, ny2))
+    return LabeledBox(label.type, box)  # type: ignore[arg-type]
+
+
+def make_pair(
+    rng: np.random.Generator,
+    defect_types: Sequence[DefectType | str] = tuple(DefectType),
+    n_defects: tuple[int, int] = (3, 8),
+    misalign: bool = False,
+    noise_sigma: float = 0.0,
+    brightness: float = 1.0,
+    size_wh: tuple[int, int] = DEFAULT_SIZE_WH,
+) -> SyntheticPair:
+    """A template and a tested image carrying `n_defects` (inclusive range) non-overlapping painted defects.
+
+    With `misalign`, the tested image is shifted by up to +-8 px and rotated by up to +-1.5 degrees.
+    A defect type with no suitable spot on this board is replaced by another of `defect_types`.
+    """
+    types = [DefectType.parse(t) for t in defect_types]
+    lo, hi = int(n_defects[0]), int(n_defects[1])
+    if not types or lo < 0 or hi < lo:
+        raise ValueError(f"need at least one defect type and 0 <= n_min <= n_max, got {defect_types}, {n_defects}")
+    template = generate_template(rng, size_wh)
+    test = template
+    labels: list[LabeledBox] = []
+    wanted = int(rng.integers(lo, hi + 1))
+    failures = 0
+    while len(labels) < wanted and failures < 4 * len(types) + 4:
+        kind = types[int(rng.integers(0, len(types)))]
+        try:
+            test, label = PAINTERS[kind](test, rng, labels)
+        except NoSuitableSpotError:
+            failures += 1
+            continue
+        labels.append(label)
+    shift: tuple[float, float] = (0.0, 0.0)
+    rotation = 0.0
+    if misalign:
+        shift = (float(rng.uniform(-8, 8)), float(rng.uniform(-8, 8)))
+        rotation = float(rng.uniform(-1.5, 1.5))
+    test, moved = perturb(test, labels, shift, rotation, brightness, noise_sigma, rng)
+    return SyntheticPair(template=template, test=test, labels=moved)
+
+
+def write_deeppcb_layout(pairs: Sequence[SyntheticPair], root: Path | str, group: str = "group90000") -> Path:
+    """Write pairs in the DeepPCB layout under `root` and (re)write `root/list.txt`; returns the list path.
+
+    Files: `root/groupN/N/<id>_test.jpg`, `<id>_temp.jpg` (JPEG quality 95), `root/groupN/N_not/<id>.txt`,
+    with ids `N` followed by a 3-digit index. Lines already in list.txt for other groups are kept, so
+    several groups can be written into one root.
+    """
+    if not group.startswith("group") or not group[5:].isdigit():
+        raise ValueError(f"group must look like 'groupN' with N digits, got {group!r}")
+    number = group[5:]
+    root = Path(root)
+    image_dir, ann_dir = root / group / number, root / group / f"{number}_not"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    digits = max(3, len(str(max(0, len(pairs) - 1))))
+    lines = []
+    jpeg = [int(cv2.IMWRITE_JPEG_QUALITY), 95]
+    for index, pair in enumerate(pairs):
+        image_id = f"{number}{index:0{digits}d}"
+        for suffix, pixels in (("test", pair.test), ("temp", pair.template)):
+            path = image_dir / f"{image_id}_{suffix}.jpg"
+            if not cv2.imwrite(str(path), pixels, jpeg):
+                raise OSError(f"could not write {path}")
+        (ann_dir / f"{image_id}.txt").write_text(format_annotation(pair.labels))
+        lines.append(f"{group}/{number}/{image_id}.jpg {group}/{number}_not/{image_id}.txt")
+    list_path = root / "list.txt"
+    kept = []
+    if list_path.is_file():
+        kept = [ln for ln in list_path.read_text().splitlines() if ln.strip() and not ln.startswith(f"{group}/")]
+    list_path.write_text("".join(f"{ln}\n" for ln in kept + lines))
+    return list_path
