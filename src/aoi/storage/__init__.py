@@ -1,0 +1,42 @@
+"""The results database and image store of the line service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aoi.storage.database import Database, resolve_database_url
+from aoi.storage.images import ImageStore
+from aoi.storage.recorder import DatabaseSink, InspectionRecorder
+
+IMAGES_DIR_NAME = "images"
+
+
+@dataclass
+class Storage:
+    """Everything persistent of one line: the database and the image store under the data directory."""
+
+    data_dir: Path
+    db: Database
+    images: ImageStore
+
+    @classmethod
+    def open(cls, data_dir: Path | str, database_url: str | None = None) -> Storage:
+        """Open (creating if needed) the data directory and run the migrations."""
+        data_dir = Path(data_dir).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database.open(data_dir, database_url)
+        return cls(data_dir, db, ImageStore(data_dir / IMAGES_DIR_NAME))
+
+    @property
+    def recorder(self) -> InspectionRecorder:
+        return InspectionRecorder(self.db, self.images)
+
+    def sink(self, source: str = "pipeline") -> DatabaseSink:
+        return DatabaseSink(self.recorder, source)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+__all__ = ["Database", "DatabaseSink", "ImageStore", "InspectionRecorder", "Storage", "resolve_database_url"]

@@ -1,0 +1,86 @@
+"""Engine, sessions and schema migrations for the results database (SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_FILE_NAME = "aoi.db"
+
+
+class DatabaseConfigError(ValueError):
+    """The database URL names a backend the service does not support."""
+
+
+def resolve_database_url(data_dir: Path | str, database_url: str | None = None) -> str:
+    """The given URL, or the embedded default: a SQLite file under the data directory."""
+    if database_url:
+        if database_url.startswith("postgres://"):  # the spelling Heroku-style URLs use
+            return "postgresql://" + database_url.split("://", 1)[1]
+        if database_url.startswith(("postgresql://", "postgresql+", "sqlite")):
+            return database_url
+        raise DatabaseConfigError(f"unsupported database URL {database_url!r}; use postgresql://... or sqlite:///...")
+    path = Path(data_dir).resolve() / SQLITE_FILE_NAME
+    return f"sqlite:///{path}"
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets the dashboard read while the line writes; busy_timeout queues writers instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """One engine and session factory per process; `migrate()` brings the schema to the newest revision."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["pool_size"] = 16
+            kwargs["max_overflow"] = 32
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _tune_sqlite)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, data_dir: Path | str, database_url: str | None = None, migrate: bool = True) -> Database:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        db = cls(resolve_database_url(data_dir, database_url))
+        if migrate:
+            db.migrate()
+        return db
+
+    def migrate(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed on success and rolled back on any exception."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

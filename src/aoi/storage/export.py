@@ -1,0 +1,141 @@
+"""The learning loop: reviewed defects exported as a training dataset.
+
+Only inspections whose every defect has been reviewed are exported (an unreviewed defect could be
+real or a false call, so the image's labels would be unknown). Confirmed defects keep their type,
+reclassified ones take the operator's type, false calls are dropped; an inspection whose defects
+were all false calls is exported with no labels (a useful negative).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from aoi.data.annotations import LabeledBox
+from aoi.data.deeppcb import format_annotation
+from aoi.schema import DefectType
+from aoi.storage import Storage
+from aoi.storage.inspections import InspectionRepository
+from aoi.storage.records import StoredInspection
+
+JPEG_LOSSLESS_ENOUGH = [cv2.IMWRITE_JPEG_QUALITY, 100]
+
+
+class ExportFormat(str, enum.Enum):
+    DEEPPCB = "deeppcb"
+    YOLO = "yolo"
+    COCO = "coco"
+
+
+class ExportError(ValueError):
+    """The export cannot be written (unsupported format, target folder not empty, missing image)."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    out_dir: Path
+    format: ExportFormat
+    pairs: int
+    boxes: int
+    skipped_partially_reviewed: int
+
+
+@dataclass(frozen=True)
+class ReviewedPair:
+    inspection: StoredInspection
+    test: np.ndarray
+    template: np.ndarray
+    labels: tuple[LabeledBox, ...]
+
+
+def reviewed_labels(inspection: StoredInspection) -> tuple[LabeledBox, ...] | None:
+    """The operator-decided labels of a fully reviewed inspection, or None when any defect is unreviewed."""
+    labels = []
+    for defect in inspection.result.defects:
+        review = inspection.reviews.get(defect.id or "")
+        if review is None:
+            return None
+        if not review.is_real:
+            continue
+        defect_type: DefectType = review.reviewed_type or defect.type
+        x1, y1, x2, y2 = (int(round(v)) for v in defect.box_px)
+        labels.append(LabeledBox(defect_type, (x1, y1, max(x2, x1 + 1), max(y2, y1 + 1))))
+    return tuple(labels)
+
+
+def collect_reviewed(storage: Storage) -> tuple[list[ReviewedPair], int]:
+    """Fully reviewed inspections that have a template, and how many partly reviewed ones were skipped."""
+    pairs: list[ReviewedPair] = []
+    skipped = 0
+    with storage.db.session() as session:
+        repo = InspectionRepository(session)
+        for inspection_id in repo.reviewed_inspection_ids():
+            inspection = repo.get(inspection_id)
+            if inspection is None or inspection.template_path is None:
+                continue
+            labels = reviewed_labels(inspection)
+            if labels is None:
+                skipped += 1
+                continue
+            test = storage.images.load(inspection.test_image_path)
+            template = storage.images.load_template(inspection.template_path)
+            pairs.append(ReviewedPair(inspection, test, template, labels))
+    return pairs, skipped
+
+
+def export_reviewed(storage: Storage, out_dir: Path | str, fmt: ExportFormat | str = ExportFormat.DEEPPCB) -> ExportReport:
+    """Write the reviewed defects of `storage` under `out_dir` in `fmt` layout."""
+    try:
+        fmt = ExportFormat(str(fmt.value if isinstance(fmt, ExportFormat) else fmt).lower())
+    except ValueError:
+        known = ", ".join(f.value for f in ExportFormat)
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {known}") from None
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ExportError(f"export folder {out} is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    pairs, skipped = collect_reviewed(storage)
+    if fmt is ExportFormat.DEEPPCB:
+        _write_deeppcb(pairs, out)
+    else:
+        _write_with_data_writer(pairs, out, fmt)
+    boxes = sum(len(p.labels) for p in pairs)
+    return ExportReport(out, fmt, len(pairs), boxes, skipped)
+
+
+def _group_name(inspection: StoredInspection) -> str:
+    name = inspection.product_name or "no_product"
+    return "group_" + re.sub(r"[^A-Za-z0-9_-]+", "_", name)
+
+
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".jpg", image, JPEG_LOSSLESS_ENOUGH)
+    if not ok:
+        raise ExportError(f"could not encode {path}")
+    path.write_bytes(encoded.tobytes())
+
+
+def _write_deeppcb(pairs: list[ReviewedPair], out: Path) -> None:
+    """DeepPCB layout: `<group>/<n>/<id>_test.jpg`, `_temp.jpg`, `<group>/<n>_not/<id>.txt`, `trainval.txt`."""
+    lines = []
+    for pair in pairs:
+        group = _group_name(pair.inspection)
+        image_dir = out / group / "0"
+        label_dir = out / group / "0_not"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        label_dir.mkdir(parents=True, exist_ok=True)
+        stem = pair.inspection.id
+        _write_jpeg(image_dir / f"{stem}_test.jpg", pair.test)
+        _write_jpeg(image_dir / f"{stem}_temp.jpg", pair.template)
+        (label_dir / f"{stem}.txt").write_text(format_annotation(pair.labels))
+        lines.append(f"{group}/0/{stem}.jpg {group}/0_not/{stem}.txt\n")
+    (out / "trainval.txt").write_text("".join(lines))
+
+
+def _write_with_data_writer(pairs: list[ReviewedPair], out: Path, fmt: ExportFormat) -> None:
+    raise ExportError(f"export format {fmt.value!r} is not available yet; use deeppcb")

@@ -1,0 +1,88 @@
+"""The image store: tested images and templates kept as lossless PNG files under the data directory.
+
+Rows hold paths relative to the store root so that a data directory can be moved as a whole.
+Files are written before the database commit and removed again if the commit fails.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from aoi.data.images import read_image
+
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # lossless; level 1 keeps a 640x640 write at a few ms
+
+
+class ImageStoreError(RuntimeError):
+    """An image could not be written to or read from the store."""
+
+
+class ImageStore:
+    def __init__(self, root: Path | str, template_cache_size: int = 16) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = template_cache_size
+        self._lock = threading.Lock()
+
+    def path(self, relative: str) -> Path:
+        full = (self.root / relative).resolve()
+        if self.root not in full.parents:
+            raise ImageStoreError(f"image path {relative!r} leaves the image store")
+        return full
+
+    def save_inspection_image(self, inspection_id: str, image: np.ndarray, role: str = "test") -> str:
+        day = datetime.now(UTC).strftime("%Y%m%d")
+        return self._write(f"inspections/{day}/{inspection_id}_{role}.png", image)
+
+    def save_template(self, product_id: str, image: np.ndarray) -> str:
+        return self._write(f"templates/{product_id}.png", image)
+
+    def load(self, relative: str) -> np.ndarray:
+        return read_image(self.path(relative))
+
+    def load_template(self, relative: str) -> np.ndarray:
+        """Templates are read for every inspection of a product, so the decoded arrays are cached."""
+        with self._lock:
+            cached = self._cache.get(relative)
+            if cached is not None:
+                self._cache.move_to_end(relative)
+                return cached
+        image = self.load(relative)
+        image.setflags(write=False)
+        with self._lock:
+            self._cache[relative] = image
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return image
+
+    def delete(self, relative: str) -> None:
+        try:
+            self.path(relative).unlink(missing_ok=True)
+        except OSError:
+            pass
+        with self._lock:
+            self._cache.pop(relative, None)
+
+    def _write(self, relative: str, image: np.ndarray) -> str:
+        full = self.path(relative)
+        full.parent.mkdir(parents=True, exist_ok=True)
+        ok, encoded = cv2.imencode(".png", image, PNG_FAST)
+        if not ok:
+            raise ImageStoreError(f"could not encode {relative} as PNG")
+        tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_bytes(encoded.tobytes())
+            os.replace(tmp, full)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ImageStoreError(f"could not write {full}: {exc}") from exc
+        return relative

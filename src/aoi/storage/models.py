@@ -1,0 +1,120 @@
+"""ORM rows of the results database. Rows are converted to and from `aoi.schema` objects in `mappers`.
+
+Identifiers are 32-character hex strings (uuid4) so that the same rows work on SQLite and PostgreSQL
+and ids can be made before the transaction that stores them (image files are named after them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKeyRow(Base):
+    """An API key, stored only as the sha256 of its token."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    label: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ProductRow(Base):
+    """A recipe: golden template, calibration and pass/fail rules (`VerdictRules.to_dict()` shape)."""
+
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    template_path: Mapped[str] = mapped_column(Text, nullable=False)
+    template_width_px: Mapped[int] = mapped_column(Integer, nullable=False)
+    template_height_px: Mapped[int] = mapped_column(Integer, nullable=False)
+    px_per_mm: Mapped[float] = mapped_column(Float, nullable=False)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+
+
+class InspectionRow(Base):
+    """One inspected image. `source_key` is unique so a hot-folder file is stored exactly once."""
+
+    __tablename__ = "inspections"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(500), nullable=False)
+    product_id: Mapped[str | None] = mapped_column(ForeignKey("products.id"), nullable=True, index=True)
+    source: Mapped[str] = mapped_column(String(32), nullable=False, default="upload")
+    source_key: Mapped[str | None] = mapped_column(String(1000), nullable=True, unique=True)
+    verdict: Mapped[str] = mapped_column(String(8), nullable=False, index=True)
+    width_px: Mapped[int] = mapped_column(Integer, nullable=False)
+    height_px: Mapped[int] = mapped_column(Integer, nullable=False)
+    px_per_mm: Mapped[float] = mapped_column(Float, nullable=False)
+    model_version: Mapped[str] = mapped_column(String(200), nullable=False)
+    timings_ms: Mapped[dict[str, float]] = mapped_column(JSON, nullable=False)
+    registration: Mapped[dict[str, float]] = mapped_column(JSON, nullable=False)
+    defect_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    test_image_path: Mapped[str] = mapped_column(Text, nullable=False)
+    template_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)
+
+    defects: Mapped[list[DefectRow]] = relationship(
+        back_populates="inspection", cascade="all, delete-orphan", order_by="DefectRow.position"
+    )
+    product: Mapped[ProductRow | None] = relationship()
+
+
+class DefectRow(Base):
+    """A reported defect plus the operator's review of it (confirm, false call or reclassify)."""
+
+    __tablename__ = "defects"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    inspection_id: Mapped[str] = mapped_column(
+        ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    type: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    x1_px: Mapped[float] = mapped_column(Float, nullable=False)
+    y1_px: Mapped[float] = mapped_column(Float, nullable=False)
+    x2_px: Mapped[float] = mapped_column(Float, nullable=False)
+    y2_px: Mapped[float] = mapped_column(Float, nullable=False)
+    x1_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    y1_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    x2_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    y2_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    review_status: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    reviewed_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    inspection: Mapped[InspectionRow] = relationship(back_populates="defects")
+
+
+class FailureRow(Base):
+    """A captured image that could not be inspected (corrupt file, wrong template, unknown product).
+
+    Kept so that a hot-folder file that fails is not retried at every restart.
+    """
+
+    __tablename__ = "inspection_failures"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_key: Mapped[str | None] = mapped_column(String(1000), nullable=True, unique=True)
+    image_id: Mapped[str] = mapped_column(String(500), nullable=False)
+    error: Mapped[str] = mapped_column(String(200), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)

@@ -1,0 +1,33 @@
+"""Product (recipe) repository."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from aoi.storage.models import ProductRow
+from aoi.storage.records import Product, product_from_row
+
+
+class ProductRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: ProductRow) -> Product:
+        self.session.add(row)
+        self.session.flush()
+        return product_from_row(row)
+
+    def get(self, id_or_name: str) -> Product | None:
+        """Look a product up by id, or else by its unique name (what a hot-folder subfolder is called)."""
+        row = self.session.scalar(
+            select(ProductRow).where(or_(ProductRow.id == id_or_name, ProductRow.name == id_or_name)).limit(1)
+        )
+        return None if row is None else product_from_row(row)
+
+    def name_taken(self, name: str) -> bool:
+        return self.session.scalar(select(ProductRow.id).where(ProductRow.name == name)) is not None
+
+    def list(self) -> list[Product]:
+        rows = self.session.scalars(select(ProductRow).order_by(ProductRow.created_at, ProductRow.name))
+        return [product_from_row(r) for r in rows]

@@ -1,0 +1,185 @@
+"""Storing one inspection atomically: image files first, then one transaction; files removed on rollback.
+
+`InspectionRecorder` is used by the HTTP API and, through `DatabaseSink`, by the capture pipeline
+(it satisfies `aoi.pipeline.protocols.ResultSink` structurally, so storage does not import the pipeline).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from aoi.data.images import ImageError, read_image
+from aoi.schema import InspectionFailure, InspectionResult
+from aoi.storage.database import Database
+from aoi.storage.images import ImageStore
+from aoi.storage.inspections import InspectionRepository
+from aoi.storage.models import FailureRow, InspectionRow
+from aoi.storage.products import ProductRepository
+from aoi.storage.records import Product, StoredInspection, inspection_to_row, utc_now_aware
+
+log = logging.getLogger(__name__)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class InspectionRecorder:
+    def __init__(self, db: Database, images: ImageStore) -> None:
+        self.db = db
+        self.images = images
+
+    def record(
+        self,
+        result: InspectionResult,
+        test_image: np.ndarray,
+        *,
+        product: Product | None = None,
+        template_image: np.ndarray | None = None,
+        source: str = "upload",
+        source_key: str | None = None,
+    ) -> StoredInspection:
+        """Store `result` with its images. With a `source_key` already stored, return the first record."""
+        inspection_id = new_id()
+        defect_ids = [new_id() for _ in result.defects]
+        written: list[str] = []
+        try:
+            test_path = self.images.save_inspection_image(inspection_id, test_image, "test")
+            written.append(test_path)
+            template_path = product.template_path if product is not None else None
+            if template_image is not None:
+                template_path = self.images.save_inspection_image(inspection_id, template_image, "template")
+                written.append(template_path)
+            row = inspection_to_row(
+                result,
+                inspection_id,
+                defect_ids,
+                product_id=product.id if product is not None else None,
+                source=source,
+                source_key=source_key,
+                test_image_path=test_path,
+                template_path=template_path,
+            )
+            with self.db.transaction() as session:
+                InspectionRepository(session).add(row)
+        except IntegrityError:
+            for path in written:
+                self.images.delete(path)
+            if source_key is not None:
+                existing = self._existing(source_key)
+                if existing is not None:
+                    return existing
+            raise
+        except BaseException:
+            for path in written:
+                self.images.delete(path)
+            raise
+        defects = tuple(replace(d, id=did) for d, did in zip(result.defects, defect_ids, strict=True))
+        stored_result = replace(result, defects=defects, product=product.name if product else result.product)
+        return StoredInspection(
+            id=inspection_id,
+            result=stored_result,
+            created_at=row.created_at if row.created_at is not None else utc_now_aware(),
+            source=source,
+            product_id=product.id if product is not None else None,
+            product_name=product.name if product is not None else None,
+            test_image_path=test_path,
+            template_path=template_path,
+        )
+
+    def _existing(self, source_key: str) -> StoredInspection | None:
+        with self.db.session() as session:
+            repo = InspectionRepository(session)
+            existing_id = repo.id_for_source_key(source_key)
+            return repo.get(existing_id) if existing_id is not None else None
+
+    def record_failure(self, failure: InspectionFailure, source_key: str | None) -> str:
+        """Record a per-image failure once per `source_key` (so a bad hot-folder file is not retried)."""
+        failure_id = new_id()
+        try:
+            with self.db.transaction() as session:
+                session.add(
+                    FailureRow(
+                        id=failure_id,
+                        source_key=source_key,
+                        image_id=failure.image_id,
+                        error=failure.error,
+                        message=failure.message,
+                    )
+                )
+        except IntegrityError:
+            with self.db.session() as session:
+                found = session.scalar(select(FailureRow.id).where(FailureRow.source_key == source_key))
+            if found is None:
+                raise
+            return found
+        return failure_id
+
+    def already_done(self, source_key: str) -> bool:
+        with self.db.session() as session:
+            if session.scalar(select(InspectionRow.id).where(InspectionRow.source_key == source_key)) is not None:
+                return True
+            return session.scalar(select(FailureRow.id).where(FailureRow.source_key == source_key)) is not None
+
+
+class DatabaseSink:
+    """The pipeline's `ResultSink` over the results database.
+
+    `template_ref` is a product id or name (the recipe whose template was used), or the path of a
+    template file, which is then copied into the image store so that the learning-loop export has it.
+    When it is None, `result.product` (if it names a registered product) links the product.
+    """
+
+    def __init__(self, recorder: InspectionRecorder, source: str = "pipeline") -> None:
+        self.recorder = recorder
+        self.source = source
+
+    def store(
+        self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str
+    ) -> str:
+        product, template_image = self._resolve(template_ref or result.product)
+        if product is None and result.product is not None:
+            product, _ = self._resolve(result.product)
+        stored = self.recorder.record(
+            result,
+            test_image,
+            product=product,
+            template_image=template_image,
+            source=_source_of(source_key, self.source),
+            source_key=source_key,
+        )
+        return stored.id
+
+    def already_done(self, source_key: str) -> bool:
+        return self.recorder.already_done(source_key)
+
+    def store_failure(self, failure: InspectionFailure, source_key: str) -> str | None:
+        return self.recorder.record_failure(failure, source_key)
+
+    def _resolve(self, ref: str | None) -> tuple[Product | None, np.ndarray | None]:
+        if not ref:
+            return None, None
+        with self.recorder.db.session() as session:
+            product = ProductRepository(session).get(ref)
+        if product is not None:
+            return product, None
+        path = Path(ref)
+        if path.is_file():
+            try:
+                return None, read_image(path)
+            except ImageError as exc:
+                log.warning("template %s could not be read for storage: %s", path, exc)
+        return None, None
+
+
+def _source_of(source_key: str, default: str) -> str:
+    """`hotfolder:...`, `camera:...`, `demo:...` keys name their source before the colon."""
+    head, sep, _ = source_key.partition(":")
+    return head[:32] if sep and head.isidentifier() else default
