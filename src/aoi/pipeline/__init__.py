@@ -1,0 +1,53 @@
+"""The capture pipeline: sources -> bounded queues -> inspect workers -> result sink; large-panel tiling."""
+
+from aoi.pipeline.line import LinePipeline, PipelineBusy, PipelineConfig, PipelineStopped, StoredInspection, StoreError
+from aoi.pipeline.panels import PanelError, inspect_panel, merge_tile_defects, plan_tiles
+from aoi.pipeline.protocols import (
+    CapturedImage,
+    FrameSource,
+    InspectorLike,
+    Outcome,
+    OutcomeStatus,
+    ProductRecipe,
+    QueuePolicy,
+    ResultSink,
+    StaticTemplateProvider,
+    TemplateProvider,
+    UnknownProductError,
+)
+from aoi.pipeline.registry import Registry, UnknownComponentError, default_sink_registry, default_source_registry
+from aoi.pipeline.sinks import MemorySink
+from aoi.pipeline.sources import DemoSource, HotFolderSource, SourceError, VideoSource
+
+__all__ = [
+    "CapturedImage",
+    "DemoSource",
+    "FrameSource",
+    "HotFolderSource",
+    "InspectorLike",
+    "LinePipeline",
+    "MemorySink",
+    "Outcome",
+    "OutcomeStatus",
+    "PanelError",
+    "PipelineBusy",
+    "PipelineConfig",
+    "PipelineStopped",
+    "ProductRecipe",
+    "QueuePolicy",
+    "Registry",
+    "ResultSink",
+    "SourceError",
+    "StaticTemplateProvider",
+    "StoreError",
+    "StoredInspection",
+    "TemplateProvider",
+    "UnknownComponentError",
+    "UnknownProductError",
+    "VideoSource",
+    "default_sink_registry",
+    "default_source_registry",
+    "inspect_panel",
+    "merge_tile_defects",
+    "plan_tiles",
+]

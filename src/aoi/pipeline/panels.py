@@ -1,0 +1,235 @@
+"""Inspecting a panel far larger than a tile (line-scan images up to 16k x 16k).
+
+The panel is cut into overlapping tiles; each tile is inspected against the same window of the
+panel's template (the engine registers the pair, absorbing the small local shift), detections are
+moved back to panel pixels and mm, and the duplicates that overlaps produce are merged.
+Tiles are numpy views (no copies of the panel) and run on a thread pool: the engine releases the
+GIL in OpenCV and onnxruntime, so N threads use N cores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from aoi.pipeline.protocols import InspectorLike
+from aoi.registration import RegistrationError
+from aoi.schema import Defect, InspectionInputError, InspectionResult
+from aoi.verdict import VerdictRules
+
+
+class PanelError(InspectionInputError):
+    """The panel and its template cannot be tiled together (sizes differ, bad tiling parameters)."""
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One window of the panel: its top-left corner and size in panel pixels."""
+
+    index: int
+    x_px: int
+    y_px: int
+    w_px: int
+    h_px: int
+
+
+def tile_starts(length_px: int, tile_px: int, overlap_px: int) -> list[int]:
+    """Start offsets covering [0, length) with tiles of `tile_px` overlapping by >= `overlap_px`.
+
+    The last tile is aligned to the far edge, so no tile is narrower than `tile_px` (a short edge
+    tile would hold too little structure to register).
+    """
+    if length_px <= tile_px:
+        return [0]
+    step = tile_px - overlap_px
+    starts = list(range(0, length_px - tile_px, step))
+    starts.append(length_px - tile_px)
+    return starts
+
+
+def plan_tiles(size_wh: tuple[int, int], tile_px: int, overlap_px: int) -> list[Tile]:
+    if tile_px < 32:
+        raise PanelError(f"tile_px must be >= 32, got {tile_px}")
+    if not 0 <= overlap_px < tile_px // 2:
+        raise PanelError(f"overlap_px must be in [0, tile_px/2), got {overlap_px} for tile_px={tile_px}")
+    w, h = size_wh
+    tiles: list[Tile] = []
+    for y in tile_starts(h, tile_px, overlap_px):
+        for x in tile_starts(w, tile_px, overlap_px):
+            tiles.append(Tile(len(tiles), x, y, min(tile_px, w), min(tile_px, h)))
+    return tiles
+
+
+def inspect_panel(
+    inspector: InspectorLike,
+    panel: np.ndarray,
+    template: np.ndarray,
+    *,
+    px_per_mm: float,
+    image_id: str,
+    rules: VerdictRules | None = None,
+    product: str | None = None,
+    tile_px: int = 1024,
+    overlap_px: int = 96,
+    workers: int = 2,
+    executor: Executor | None = None,
+) -> InspectionResult:
+    """Inspect `panel` against its same-size `template` tile by tile; one merged result in panel coordinates.
+
+    A tile that fails to register makes the whole panel fail (RegistrationError): a panel with a hole
+    in its inspection must not pass.
+    """
+    started = time.perf_counter()
+    if panel.ndim != 2 or template.ndim != 2:
+        raise PanelError(f"{image_id}: panel and template must be 2-D grayscale arrays")
+    if panel.shape != template.shape:
+        raise RegistrationError(
+            f"{image_id}: template is {template.shape[1]}x{template.shape[0]} but the panel is "
+            f"{panel.shape[1]}x{panel.shape[0]}"
+        )
+    h, w = panel.shape
+    tiles = plan_tiles((w, h), tile_px, overlap_px)
+    rules = rules or VerdictRules()
+
+    def run(tile: Tile) -> InspectionResult:
+        window = np.s_[tile.y_px : tile.y_px + tile.h_px, tile.x_px : tile.x_px + tile.w_px]
+        return inspector.inspect(
+            panel[window],
+            template[window],
+            image_id=f"{image_id}#t{tile.index}",
+            px_per_mm=px_per_mm,
+            rules=rules,
+            product=product,
+            origin_px=(float(tile.x_px), float(tile.y_px)),
+        )
+
+    if executor is not None:
+        tile_results = list(executor.map(run, tiles))
+    elif workers <= 1 or len(tiles) == 1:
+        tile_results = [run(t) for t in tiles]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aoi-panel") as pool:
+            tile_results = list(pool.map(run, tiles))
+    inspected = time.perf_counter()
+
+    candidates: list[tuple[int, Defect]] = []
+    for tile, result in zip(tiles, tile_results, strict=True):
+        for d in result.defects:
+            x1, y1, x2, y2 = d.box_px
+            moved = (x1 + tile.x_px, y1 + tile.y_px, x2 + tile.x_px, y2 + tile.y_px)
+            candidates.append((tile.index, replace(d, box_px=moved).with_mm(px_per_mm)))
+    defects = merge_tile_defects(candidates, px_per_mm)
+    finished = time.perf_counter()
+
+    timings: dict[str, float] = {}
+    registration: dict[str, float] = {}
+    for result in tile_results:  # per-stage CPU time summed over tiles
+        for key, ms in result.timings_ms.items():
+            if key != "total":
+                timings[key] = timings.get(key, 0.0) + float(ms)
+        for key, value in result.registration.items():
+            registration[key] = registration.get(key, 0.0) + float(value) / len(tile_results)
+    timings["tiles_wall"] = (inspected - started) * 1000.0
+    timings["merge"] = (finished - inspected) * 1000.0
+    timings["total"] = (finished - started) * 1000.0
+    registration["tiles"] = float(len(tiles))
+    model_version = tile_results[0].model_version if tile_results else getattr(inspector, "model_version", "")
+    return InspectionResult(
+        image_id=image_id,
+        image_size_wh=(w, h),
+        defects=tuple(defects),
+        verdict=rules.verdict(defects, px_per_mm),
+        px_per_mm=px_per_mm,
+        model_version=model_version,
+        timings_ms=timings,
+        registration=registration,
+        product=product,
+    )
+
+
+def _iou_and_containment(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix < 0 or iy < 0:
+        return 0.0, 0.0
+    inter = ix * iy
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    union = area_a + area_b - inter
+    smaller = min(area_a, area_b)
+    iou = inter / union if union > 0 else 1.0
+    contained = inter / smaller if smaller > 0 else 1.0
+    return iou, contained
+
+
+def _same_defect(a: Defect, b: Defect) -> bool:
+    """Two detections from different tiles are one defect when their boxes coincide or one holds the other.
+
+    The same type merges readily (a defect cut by a tile edge appears as two partial boxes that
+    touch or overlap); different types only when nearly identical (the tiles saw it differently).
+    """
+    iou, contained = _iou_and_containment(a.box_px, b.box_px)
+    if a.type == b.type:
+        touching = _gap_px(a.box_px, b.box_px) <= 1.0
+        return iou >= 0.3 or contained >= 0.5 or (touching and _cut_pair(a.box_px, b.box_px))
+    return iou >= 0.6 or contained >= 0.9
+
+
+def _gap_px(a: Sequence[float], b: Sequence[float]) -> float:
+    dx = max(a[0] - b[2], b[0] - a[2], 0.0)
+    dy = max(a[1] - b[3], b[1] - a[3], 0.0)
+    return max(dx, dy)
+
+
+def _cut_pair(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Boxes that share most of one side's span look like one object cut by a tile edge."""
+    overlap_x = min(a[2], b[2]) - max(a[0], b[0])
+    overlap_y = min(a[3], b[3]) - max(a[1], b[1])
+    span_x = min(a[2] - a[0], b[2] - b[0])
+    span_y = min(a[3] - a[1], b[3] - b[1])
+    return (span_x > 0 and overlap_x >= 0.5 * span_x) or (span_y > 0 and overlap_y >= 0.5 * span_y)
+
+
+def merge_tile_defects(candidates: Sequence[tuple[int, Defect]], px_per_mm: float) -> list[Defect]:
+    """Merge detections of one defect seen by several tiles into one box (their union).
+
+    Only detections from *different* tiles merge: two boxes inside one tile are the detector's own
+    call. A cluster remembers its tiles, so the pieces of a defect at a four-tile corner merge into
+    one; merging repeats until nothing changes, since a grown box may reach another piece.
+    The merged defect keeps the most confident member's type and confidence.
+    """
+    clusters: list[tuple[frozenset[int], Defect]] = [
+        (frozenset({tile_index}), d) for tile_index, d in sorted(candidates, key=lambda c: -c[1].confidence)
+    ]
+    changed = True
+    while changed:
+        changed = False
+        order = sorted(range(len(clusters)), key=lambda k: clusters[k][1].box_px[0])
+        for pos, i in enumerate(order):
+            tiles_i, a = clusters[i]
+            for j in order[pos + 1 :]:
+                tiles_j, b = clusters[j]
+                if b.box_px[0] > a.box_px[2] + 1.0:
+                    break  # sorted by x1: nothing further right can touch `a`
+                if tiles_i & tiles_j or not _same_defect(a, b):
+                    continue
+                keep, other = (a, b) if a.confidence >= b.confidence else (b, a)
+                union = (
+                    min(a.box_px[0], b.box_px[0]),
+                    min(a.box_px[1], b.box_px[1]),
+                    max(a.box_px[2], b.box_px[2]),
+                    max(a.box_px[3], b.box_px[3]),
+                )
+                clusters[i] = (tiles_i | tiles_j, replace(keep, box_px=union).with_mm(px_per_mm))
+                del clusters[j]
+                changed = True
+                break
+            if changed:
+                break
+    defects = [d for _, d in clusters]
+    defects.sort(key=lambda d: (d.box_px[1], d.box_px[0]))
+    return defects

@@ -1,0 +1,173 @@
+"""The small contracts the capture pipeline is built from: what a source yields, where results go.
+
+Sources, sinks and template providers are plain objects that satisfy these Protocols; nothing
+registers itself at import time. `registry.py` maps names to factories explicitly.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult
+from aoi.verdict import VerdictRules
+
+
+class UnknownProductError(InspectionInputError):
+    """An image names a product that has no registered recipe (template, calibration, rules)."""
+
+
+class QueuePolicy(enum.StrEnum):
+    """What a producer does when the next stage's queue is full.
+
+    BLOCK waits (back-pressure: hot folder, upload: a board is never dropped).
+    DROP_OLDEST evicts the oldest waiting frame, DROP_NEWEST discards the new one (live camera),
+    and both count the drop.
+    """
+
+    BLOCK = "block"
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+
+class OutcomeStatus(enum.StrEnum):
+    STORED = "stored"  # inspected and stored by the sink
+    FAILED = "failed"  # per-image error, recorded as an InspectionFailure
+    SKIPPED = "skipped"  # the sink already holds this source_key (resume after a crash)
+    DROPPED = "dropped"  # live-source frame evicted by the queue policy
+    NOT_STORED = "not_stored"  # the sink raised: the source must keep the item for a retry
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one captured image; handed to its source's `on_done` callback."""
+
+    status: OutcomeStatus
+    source_key: str
+    inspection_id: str | None = None
+    result: InspectionResult | None = None
+    failure: InspectionFailure | None = None
+
+
+@dataclass
+class CapturedImage:
+    """One image handed from a source to the pipeline.
+
+    Either `image` holds the pixels already, or `load` decodes them lazily (in an inspect
+    worker, so that decoding runs in parallel and a bad file becomes a per-image failure).
+    `load` returns (test image, template or None). A template given here wins over the
+    product's recipe template; `product` still selects calibration and rules when registered.
+    """
+
+    source_key: str
+    image: np.ndarray | None = None
+    product: str | None = None
+    template: np.ndarray | None = None
+    captured_at: float = field(default_factory=time.time)
+    image_id: str | None = None
+    template_ref: str | None = None
+    load: Callable[[], tuple[np.ndarray, np.ndarray | None]] | None = None
+    on_done: Callable[[Outcome], None] | None = None
+
+    def pixels(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The test image and the explicit template (if any), decoding now when deferred."""
+        if self.image is not None:
+            return self.image, self.template
+        if self.load is None:
+            raise InspectionInputError(f"{self.source_key}: captured item has neither pixels nor a loader")
+        image, template = self.load()
+        return image, template if template is not None else self.template
+
+    def ack(self, outcome: Outcome) -> None:
+        if self.on_done is not None:
+            self.on_done(outcome)
+
+
+class FrameSource(Protocol):
+    """Something that produces images: a hot folder, a camera, a synthetic demo line.
+
+    `frames` runs in the pipeline's capture thread and must return soon after `stop` is set.
+    `policy` states what happens when the inspect queue is full.
+    """
+
+    name: str
+    policy: QueuePolicy
+
+    def frames(self, stop: _StopFlag) -> Iterator[CapturedImage]: ...
+
+
+class _StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+@runtime_checkable
+class ResultSink(Protocol):
+    """Where inspected boards go (the database, a test list). Must be safe to call from one thread.
+
+    `store` is idempotent per `source_key` (a UNIQUE key): storing a key twice returns the first id.
+    `already_done` is true when a result or a failure is recorded for the key.
+    A sink may also offer `store_failure(failure, source_key) -> str | None`; the pipeline calls it
+    when present.
+    """
+
+    def store(
+        self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str
+    ) -> str: ...
+
+    def already_done(self, source_key: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ProductRecipe:
+    """What the pipeline needs about a product: golden template, calibration, pass/fail rules."""
+
+    template: np.ndarray
+    px_per_mm: float
+    rules: VerdictRules
+
+
+class TemplateProvider(Protocol):
+    """Looks a product id up. Raises UnknownProductError when it has no recipe."""
+
+    def recipe(self, product: str) -> ProductRecipe: ...
+
+
+class InspectorLike(Protocol):
+    """The engine surface the pipeline calls (aoi.detection.inspector.Inspector satisfies it)."""
+
+    model_version: str
+
+    def inspect(
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        *,
+        image_id: str,
+        px_per_mm: float = 48.0,
+        rules: VerdictRules | None = None,
+        product: str | None = None,
+        origin_px: tuple[float, float] = (0.0, 0.0),
+    ) -> InspectionResult: ...
+
+
+class StaticTemplateProvider:
+    """An in-memory product table: for the demo line, scripts and tests."""
+
+    def __init__(self, recipes: dict[str, ProductRecipe] | None = None) -> None:
+        self._recipes: dict[str, ProductRecipe] = dict(recipes or {})
+
+    def add(self, product: str, recipe: ProductRecipe) -> None:
+        self._recipes[product] = recipe
+
+    def recipe(self, product: str) -> ProductRecipe:
+        try:
+            return self._recipes[product]
+        except KeyError:
+            raise UnknownProductError(f"unknown product {product!r}; register it first") from None

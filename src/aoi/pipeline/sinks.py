@@ -1,0 +1,70 @@
+"""A result sink that keeps everything in memory: for uploads without a database, scripts and tests.
+
+The database sink lives in aoi.storage; both satisfy protocols.ResultSink.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from aoi.schema import InspectionFailure, InspectionResult
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    inspection_id: str
+    source_key: str
+    result: InspectionResult | None
+    failure: InspectionFailure | None
+    template_ref: str | None
+
+
+class MemorySink:
+    """Thread-safe; `source_key` is unique: storing a key again returns the first id."""
+
+    def __init__(self, keep_images: bool = False) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, StoredRecord] = {}
+        self.keep_images = keep_images
+        self.images: dict[str, np.ndarray] = {}
+
+    def store(self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str) -> str:
+        with self._lock:
+            existing = self._by_key.get(source_key)
+            if existing is not None:
+                return existing.inspection_id
+            record = StoredRecord(uuid.uuid4().hex, source_key, result, None, template_ref)
+            self._by_key[source_key] = record
+            if self.keep_images:
+                self.images[record.inspection_id] = test_image
+            return record.inspection_id
+
+    def store_failure(self, failure: InspectionFailure, source_key: str) -> str:
+        with self._lock:
+            existing = self._by_key.get(source_key)
+            if existing is not None:
+                return existing.inspection_id
+            record = StoredRecord(uuid.uuid4().hex, source_key, None, failure, None)
+            self._by_key[source_key] = record
+            return record.inspection_id
+
+    def already_done(self, source_key: str) -> bool:
+        with self._lock:
+            return source_key in self._by_key
+
+    @property
+    def records(self) -> list[StoredRecord]:
+        with self._lock:
+            return list(self._by_key.values())
+
+    @property
+    def results(self) -> list[InspectionResult]:
+        return [r.result for r in self.records if r.result is not None]
+
+    @property
+    def failures(self) -> list[InspectionFailure]:
+        return [r.failure for r in self.records if r.failure is not None]
