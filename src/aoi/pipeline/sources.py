@@ -174,7 +174,7 @@ class HotFolderSource:
             return image, template
 
         template_ref = (
-            f"hotfolder:{template_path.relative_to(self.folder).as_posix()}" if template_path is not None else None
+            str(template_path.resolve()) if template_path is not None else None
         )
         return CapturedImage(
             source_key=key,
