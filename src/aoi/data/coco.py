@@ -117,13 +117,14 @@ def read_coco(json_path: Path | str, image_root: Path | str | None = None) -> li
         where = f"{json_path}: annotations[{i}]"
         if not isinstance(ann, Mapping):
             raise DatasetError(f"{where}: must be an object")
-        image = entries.get(ann.get("image_id"))  # type: ignore[arg-type]
-        if image is None:
-            raise DatasetError(f"{where}: image_id {ann.get('image_id')!r} is not in images")
-        kind = categories.get(ann.get("category_id"))  # type: ignore[arg-type]
+        owner_id, category_id = ann.get("image_id"), ann.get("category_id")
+        owner = entries.get(owner_id) if isinstance(owner_id, int) else None
+        if owner is None:
+            raise DatasetError(f"{where}: image_id {owner_id!r} is not in images")
+        kind = categories.get(category_id) if isinstance(category_id, int) else None
         if kind is None:
-            raise DatasetError(f"{where}: category_id {ann.get('category_id')!r} is not in categories")
-        boxes[image["id"]].append(LabeledBox(kind, _read_bbox(ann.get("bbox"), image, where)))
+            raise DatasetError(f"{where}: category_id {category_id!r} is not in categories")
+        boxes[owner["id"]].append(LabeledBox(kind, _read_bbox(ann.get("bbox"), owner, where)))
     return [
         AnnotatedPair(
             image_id=e["pair_id"],
