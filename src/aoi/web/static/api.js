@@ -1,0 +1,120 @@
+// Talks to the aoi HTTP API (/api/v1). Every failure becomes an ApiError whose message an operator can act on.
+
+const API_ROOT = "/api/v1";
+const KEY_STORAGE = "aoi.apiKey";
+
+export class ApiError extends Error {
+  constructor(status, method, path, detail) {
+    super(describeFailure(status, method, path, detail));
+    this.name = "ApiError";
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+export function getApiKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return "";
+  }
+}
+
+export function setApiKey(key) {
+  const trimmed = (key || "").trim();
+  if (trimmed) localStorage.setItem(KEY_STORAGE, trimmed);
+  else localStorage.removeItem(KEY_STORAGE);
+  return trimmed;
+}
+
+// FastAPI answers {"detail": "text"} or, for validation errors, {"detail": [{loc, msg}, ...]}.
+function detailText(detail) {
+  if (detail == null) return "";
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail
+      .map((item) => {
+        if (typeof item === "string") return item;
+        const where = Array.isArray(item.loc) ? item.loc.filter((p) => p !== "body").join(".") : "";
+        return where ? `${where}: ${item.msg}` : item.msg || JSON.stringify(item);
+      })
+      .join("; ");
+  }
+  if (typeof detail === "object") return detail.message || detail.detail || JSON.stringify(detail);
+  return String(detail);
+}
+
+function describeFailure(status, method, path, detail) {
+  const text = detailText(detail);
+  const what = `${method} ${path}`;
+  if (status === 0) return `Cannot reach the server (${what}): ${text || "network error"}. Is aoi serve running?`;
+  if (status === 401 || status === 403) {
+    const hint = getApiKey()
+      ? "The stored API key was refused; paste a valid key (from `aoi keys create`) in the API key box."
+      : "No API key is stored; paste one (from `aoi keys create`) in the API key box.";
+    return `${status} ${text || "not authorised"} (${what}). ${hint}`;
+  }
+  if (status === 404) return `404 not found (${what})${text ? ": " + text : ""}.`;
+  if (status >= 500) return `Server error ${status} (${what})${text ? ": " + text : ""}. The server log has the details.`;
+  return `${status} ${text || "request refused"} (${what}).`;
+}
+
+async function request(method, path, { params, body, auth = false } = {}) {
+  const url = new URL(API_ROOT + path, window.location.origin);
+  for (const [name, value] of Object.entries(params || {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
+  }
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (auth) {
+    const key = getApiKey();
+    if (key) headers.Authorization = `Bearer ${key}`;
+  }
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    throw new ApiError(0, method, API_ROOT + path, err.message);
+  }
+  const contentType = response.headers.get("content-type") || "";
+  const payload = contentType.includes("json") ? await response.json().catch(() => null) : await response.text();
+  if (!response.ok) {
+    const detail = payload && typeof payload === "object" ? payload.detail ?? payload : payload;
+    throw new ApiError(response.status, method, API_ROOT + path, detail || response.statusText);
+  }
+  return payload;
+}
+
+// A list endpoint may answer a bare array or a page object {items: [...], total, ...}.
+function pageItems(payload) {
+  if (Array.isArray(payload)) return payload;
+  if (payload && Array.isArray(payload.items)) return payload.items;
+  return [];
+}
+
+export async function listInspections({ limit = 24, product } = {}) {
+  return pageItems(await request("GET", "/inspections", { params: { limit, product } }));
+}
+
+export function getInspection(id) {
+  return request("GET", `/inspections/${encodeURIComponent(id)}`);
+}
+
+export async function listProducts() {
+  return pageItems(await request("GET", "/products"));
+}
+
+export function getStats({ product } = {}) {
+  return request("GET", "/stats", { params: { product } });
+}
+
+export function overlayUrl(inspectionId) {
+  return `${API_ROOT}/inspections/${encodeURIComponent(inspectionId)}/overlay.png`;
+}
+
+// decision: "confirm" | "false_call" | "reclassify"; newType only for "reclassify".
+export function reviewDefect(defectId, decision, newType) {
+  const body = { decision };
+  if (decision === "reclassify") body.type = newType;
+  return request("POST", `/defects/${encodeURIComponent(defectId)}/review`, { body, auth: true });
+}
