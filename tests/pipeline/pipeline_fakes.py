@@ -136,7 +136,9 @@ class SqliteSink:
 
     def already_done(self, source_key: str) -> bool:
         with self._lock:
-            return self._conn.execute("SELECT 1 FROM results WHERE source_key = ?", (source_key,)).fetchone() is not None
+            return (
+                self._conn.execute("SELECT 1 FROM results WHERE source_key = ?", (source_key,)).fetchone() is not None
+            )
 
     def count(self) -> int:
         with self._lock:

@@ -21,7 +21,6 @@ from aoi.pipeline import (
     ProductRecipe,
     QueuePolicy,
     StaticTemplateProvider,
-    StoreError,
     UnknownProductError,
 )
 from aoi.registration import RegistrationError

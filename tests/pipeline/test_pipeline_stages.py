@@ -92,8 +92,9 @@ def test_latency_percentiles() -> None:
 def test_worker_runs_setup_loop_teardown_and_records_a_crash() -> None:
     calls: list[str] = []
     ticks = iter([True, True, False])
-    worker = Worker("w", lambda: calls.append("run") or next(ticks), lambda: calls.append("setup"),
-                    lambda: calls.append("teardown"))
+    worker = Worker(
+        "w", lambda: calls.append("run") or next(ticks), lambda: calls.append("setup"), lambda: calls.append("teardown")
+    )
     worker.start()
     worker.join(2)
     assert calls == ["setup", "run", "run", "run", "teardown"]
