@@ -3,30 +3,100 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 from conftest import BrowserPage, ThreadedServer, screenshot
-from dashboard_stub_api import make_stub_app
+
+from aoi.api.app import create_app
+from aoi.api.settings import ServiceSettings
+from aoi.schema import Defect, InspectionResult, Verdict
+from aoi.storage import Storage
+from aoi.storage.keys import create_api_key
+from aoi.verdict import VerdictRules
 
 pytestmark = pytest.mark.browser
 
-API_KEY = "test-key-123"
+BOARD_WH = (640, 640)
+PlannedDefects = list[tuple[str, list[float]]]
+
+
+class PlannedInspector:
+    """Stands in for the model: reports the defects planned for each `image_id`, so every test knows
+    exactly what the dashboard must show (the model's own accuracy is tested elsewhere)."""
+
+    model_version = "planned-test-inspector"
+
+    def __init__(self) -> None:
+        self.planned: dict[str, PlannedDefects] = {}
+
+    def inspect(
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        *,
+        image_id: str,
+        px_per_mm: float = 48.0,
+        rules: VerdictRules | None = None,
+        product: str | None = None,
+        origin_px: tuple[float, float] = (0.0, 0.0),
+    ) -> InspectionResult:
+        defects = tuple(
+            Defect(type=t, confidence=0.9, box_px=tuple(box)).with_mm(px_per_mm, origin_px)  # type: ignore[arg-type]
+            for t, box in self.planned.get(image_id, [])
+        )
+        return InspectionResult(
+            image_id=image_id,
+            image_size_wh=(test.shape[1], test.shape[0]),
+            defects=defects,
+            verdict=Verdict.FAIL if defects else Verdict.PASS,
+            px_per_mm=px_per_mm,
+            model_version=self.model_version,
+            timings_ms={"register": 1.25, "candidates": 2.0, "classify": 2.25, "total": 5.5},
+            product=product,
+        )
+
+
+def board_png(defects: PlannedDefects) -> bytes:
+    """A painted board: a copper area on black, with each planned defect drawn as a bright box."""
+    image = np.zeros((BOARD_WH[1], BOARD_WH[0]), np.uint8)
+    cv2.rectangle(image, (100, 100), (540, 540), 120, -1)
+    for _type, (x1, y1, x2, y2) in defects:
+        cv2.rectangle(image, (int(x1), int(y1)), (int(x2), int(y2)), 255, 2)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("could not encode the test board")
+    return encoded.tobytes()
 
 
 class Line:
-    """The server under test, seen only through its HTTP API (as the dashboard sees it)."""
+    """The real service under test, seen only through its HTTP API (as the dashboard sees it)."""
 
-    def __init__(self, server: ThreadedServer, state: dict) -> None:
-        self.server = server
+    def __init__(self, server: ThreadedServer, inspector: PlannedInspector, api_key: str) -> None:
         self.base_url = server.base_url
-        self.api_key = API_KEY
-        self._state = state
+        self.api_key = api_key
+        self._inspector = inspector
+        self._template_png = board_png([])
         self.http = httpx.Client(base_url=server.base_url, timeout=10)
+        self._count = 0
 
-    def seed(self, defects: list[tuple[str, list[float]]]) -> dict[str, Any]:
-        return dict(self._state["seed"](defects))
+    def seed(self, defects: PlannedDefects) -> dict[str, Any]:
+        """Upload one board (through POST /api/v1/inspections, with the key) that has `defects`."""
+        self._count += 1
+        image_id = f"board-{self._count:03d}"
+        self._inspector.planned[image_id] = defects
+        response = self.http.post(
+            "/api/v1/inspections",
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            files={"image": ("test.png", board_png(defects), "image/png"), "template": ("t.png", self._template_png, "image/png")},
+            data={"image_id": image_id},
+        )
+        response.raise_for_status()
+        return dict(response.json())
 
     def inspection(self, inspection_id: str) -> dict[str, Any]:
         response = self.http.get(f"/api/v1/inspections/{inspection_id}")
@@ -40,10 +110,17 @@ class Line:
 
 
 @pytest.fixture
-def line() -> Iterator[Line]:
-    app, state = make_stub_app(API_KEY)
+def line(tmp_path: Path) -> Iterator[Line]:
+    storage = Storage.open(tmp_path / "data")
+    with storage.db.transaction() as session:
+        api_key = create_api_key(session, "test-operator")
+    inspector = PlannedInspector()
+    app = create_app(ServiceSettings(data_dir=tmp_path / "data"), inspector=inspector, storage=storage)
     with ThreadedServer(app) as server:
-        yield Line(server, state)
+        line = Line(server, inspector, api_key)
+        yield line
+        line.http.close()
+    storage.close()
 
 
 def review_of(defect: dict[str, Any]) -> dict[str, Any] | None:
@@ -99,7 +176,7 @@ def test_review_queue_keyboard_confirm_reject_reclassify(line: Line, browser_pag
 
     reviews = [review_of(d) for d in line.inspection(inspection["id"])["defects"]]
     assert [r and r["status"] for r in reviews] == ["confirmed", "false_call", "reclassified"]
-    assert reviews[2] and reviews[2]["reviewed_type"] == "mousebite"
+    assert reviews[2] and reviews[2]["type"] == "mousebite"
     assert browser_page.errors == []
 
 

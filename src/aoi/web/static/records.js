@@ -27,20 +27,16 @@ export function productText(inspection) {
   return inspection.product_name || inspection.product || "–";
 }
 
-// The review of a defect, as {status, type} or null when no operator has decided yet.
+// The review of a defect ({status: confirmed | false_call | reclassified, type, reviewed_by, reviewed_at}),
+// or null while no operator has decided.
 export function defectReview(defect) {
-  const review = defect.review;
-  if (review && typeof review === "object" && review.status) {
-    return { status: review.status, type: review.type ?? review.reviewed_type ?? null };
-  }
-  if (defect.review_status) return { status: defect.review_status, type: defect.reviewed_type ?? null };
-  return null;
+  return defect.review ?? null;
 }
 
 export function reviewText(defect) {
   const review = defectReview(defect);
   if (!review) return "pending";
-  if (review.status === "reclassify" || review.status === "reclassified") return `→ ${review.type}`;
+  if (review.status === "reclassified") return `reclassified → ${review.type}`;
   return review.status.replace("_", " ");
 }
 

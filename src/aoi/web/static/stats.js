@@ -8,19 +8,16 @@ import { Poller } from "./poller.js";
 
 const POLL_MS = 5000;
 
-// A yield count as the API sends it, at the top level or nested under `overall`/`counts`.
-function counts(raw) {
-  const source = raw?.counts ?? raw ?? {};
-  const total = Number(source.total ?? 0);
-  const passed = Number(source.passed ?? total - Number(source.failed ?? 0));
-  return { total, passed, failed: total - passed };
-}
-
+// GET /api/v1/stats: {inspections: {total, passed, failed, yield}, defects_by_type: {type: n},
+//   per_hour: [{hour, total, passed, failed, yield}], per_product: [...], reviews: {pending, ...}}
 export function normalizeStats(raw) {
-  const overall = counts(raw.overall ?? raw);
-  const hours = (raw.per_hour || []).map((h) => ({ hour: new Date(h.hour), ...counts(h) }));
-  const byType = raw.defects_by_type ?? raw.by_type ?? {};
-  return { overall, hours, byType, reviews: raw.reviews ?? null };
+  const counts = (c) => ({ total: Number(c?.total ?? 0), passed: Number(c?.passed ?? 0), failed: Number(c?.failed ?? 0) });
+  return {
+    overall: counts(raw.inspections),
+    hours: (raw.per_hour || []).map((h) => ({ hour: new Date(h.hour), ...counts(h) })),
+    byType: raw.defects_by_type || {},
+    reviews: raw.reviews ?? null,
+  };
 }
 
 function tile(label, value, name) {
