@@ -23,9 +23,11 @@ class DatabaseConfigError(ValueError):
 def resolve_database_url(data_dir: Path | str, database_url: str | None = None) -> str:
     """The given URL, or the embedded default: a SQLite file under the data directory."""
     if database_url:
-        if database_url.startswith("postgres://"):  # the spelling Heroku-style URLs use
-            return "postgresql://" + database_url.split("://", 1)[1]
-        if database_url.startswith(("postgresql://", "postgresql+", "sqlite")):
+        scheme, sep, rest = database_url.partition("://")
+        if sep and scheme in ("postgres", "postgresql"):
+            # No driver named: use psycopg2 (the declared dependency; SQLAlchemy 2.1 would pick psycopg 3).
+            return f"postgresql+psycopg2://{rest}"
+        if database_url.startswith(("postgresql+", "sqlite")):
             return database_url
         raise DatabaseConfigError(f"unsupported database URL {database_url!r}; use postgresql://... or sqlite:///...")
     path = Path(data_dir).resolve() / SQLITE_FILE_NAME

@@ -1,0 +1,122 @@
+"""The app factory: storage, inspector, services, routers, error handlers and the optional live line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aoi import __version__
+from aoi.api.errors import install_error_handlers
+from aoi.api.limits import BodySizeLimit
+from aoi.api.metrics import ServiceMetrics
+from aoi.api.models import API_PREFIX
+from aoi.api.routers import inspections, ops, products, stats
+from aoi.api.routers.deps import Services
+from aoi.api.services import InspectionService, InspectorLike, ProductService
+from aoi.api.settings import ServiceSettings
+from aoi.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+class Line(Protocol):
+    """The running capture pipeline as the app sees it: started after the app, stopped before it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+LineFactory = Callable[[Services], Line]
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    inspector: InspectorLike | None = None,
+    storage: Storage | None = None,
+    line_factory: LineFactory | None = None,
+) -> FastAPI:
+    """Build the service. Storage is opened (migrations run) and the model loaded here, so a bad
+    configuration fails at start, not at the first request. The line starts in the lifespan.
+    """
+    storage = storage or Storage.open(settings.data_dir, settings.database_url)
+    if inspector is None:
+        from aoi.detection.inspector import Inspector
+
+        inspector = Inspector.load(settings.model_bundle)
+    metrics = ServiceMetrics()
+    product_service = ProductService(storage)
+    svc = Services(
+        settings=settings,
+        storage=storage,
+        metrics=metrics,
+        products=product_service,
+        inspections=InspectionService(storage, inspector, settings, metrics, product_service),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if line_factory is not None:
+            svc.line = line_factory(svc)
+            svc.line.start()
+            log.info("capture line started")
+        try:
+            yield
+        finally:
+            if svc.line is not None:
+                log.info("stopping the capture line (finishing accepted work)")
+                svc.line.stop()
+                svc.line = None
+
+    app = FastAPI(
+        title="aoi line service",
+        version=__version__,
+        description="Real-time automated optical inspection: capture, inspect, store, review.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    install_error_handlers(app)
+    for router in (products.router, inspections.router, stats.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(ops.router)
+    if settings.serve_dashboard:
+        try:
+            from aoi.web.router import router as dashboard
+        except ImportError:
+            log.warning("dashboard package not available; serving the API only")
+        else:
+            app.include_router(dashboard)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RejectionCounter, metrics=metrics)
+    return app
+
+
+class RejectionCounter:
+    """Counts 4xx answers for /metrics (a pure ASGI wrapper: no per-request task overhead)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and 400 <= int(message["status"]) < 500:
+                self.metrics.observe_rejected(int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def services_of(app: FastAPI) -> Services:
+    services: Any = app.state.services
+    return services  # type: ignore[no-any-return]

@@ -1,0 +1,24 @@
+"""Bearer API keys for every write. Reads are open (the dashboard on the line network shows them)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from aoi.api.errors import ApiError
+from aoi.storage.keys import find_api_key
+
+
+def require_write_key(request: Request) -> str:
+    """FastAPI dependency: the key's label (the reviewer by default), or 401 before anything is written."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise ApiError(401, "unauthorized", "this request writes data and needs 'Authorization: Bearer <api key>'")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <api key>'")
+    storage = request.app.state.services.storage
+    with storage.db.session() as session:
+        row = find_api_key(session, token.strip())
+        if row is None:
+            raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
+        return row.label or f"key-{row.id}"

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import Response
+
+from aoi.api.auth import require_write_key
+from aoi.api.models import InspectionOut, InspectionPage, ReviewedDefectOut, ReviewIn, inspection_out
+from aoi.api.overlay import overlay_png
+from aoi.api.routers.deps import Services, read_upload, services
+from aoi.schema import Verdict
+
+router = APIRouter(tags=["inspections"])
+
+
+@router.post("/inspections", response_model=InspectionOut, status_code=201)
+def create_inspection(
+    _key: Annotated[str, Depends(require_write_key)],
+    svc: Annotated[Services, Depends(services)],
+    image: Annotated[UploadFile, File(description="the tested image")],
+    product: Annotated[str | None, Form(description="product id (or name) whose recipe to use")] = None,
+    template: Annotated[UploadFile | None, File(description="golden template, when no product is given")] = None,
+    px_per_mm: Annotated[float | None, Form(description="overrides the product's calibration")] = None,
+    image_id: Annotated[str | None, Form(description="defaults to the uploaded file's name")] = None,
+) -> InspectionOut:
+    """Inspect one image and store it with its result (runs in the threadpool, off the event loop)."""
+    stored = svc.inspections.inspect_upload(
+        read_upload(image),
+        product,
+        read_upload(template) if template is not None else None,
+        px_per_mm=px_per_mm,
+        image_id=image_id,
+    )
+    return inspection_out(stored)
+
+
+@router.get("/inspections", response_model=InspectionPage)
+def list_inspections(
+    svc: Annotated[Services, Depends(services)],
+    product: Annotated[str | None, Query(description="product id or name")] = None,
+    verdict: Verdict | None = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601; naive times are UTC")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
+    has_defects: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> InspectionPage:
+    """Stored inspections, newest first."""
+    filters = svc.inspections.filters(product, verdict, since, until, has_defects)
+    items, total = svc.inspections.list(filters, limit, offset)
+    return InspectionPage(items=[inspection_out(s) for s in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/inspections/{inspection_id}", response_model=InspectionOut)
+def get_inspection(inspection_id: str, svc: Annotated[Services, Depends(services)]) -> InspectionOut:
+    return inspection_out(svc.inspections.get(inspection_id))
+
+
+@router.get(
+    "/inspections/{inspection_id}/overlay.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def get_overlay(inspection_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
+    """The stored tested image with its defects drawn on it."""
+    test, result = svc.inspections.overlay_image(inspection_id)
+    return Response(overlay_png(test, result), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.post("/defects/{defect_id}/review", response_model=ReviewedDefectOut, tags=["review"])
+def review_defect(
+    defect_id: str,
+    body: ReviewIn,
+    key_label: Annotated[str, Depends(require_write_key)],
+    svc: Annotated[Services, Depends(services)],
+) -> ReviewedDefectOut:
+    """Confirm a defect, mark it a false call, or reclassify it (`type` = the new defect type)."""
+    reviewer = (body.reviewer or "").strip() or key_label
+    stored = svc.inspections.review(defect_id, body.decision, body.type, reviewer)
+    out = inspection_out(stored)
+    defect = next(d for d in out.defects if d.id == defect_id)
+    return ReviewedDefectOut(inspection_id=stored.id, defect=defect)

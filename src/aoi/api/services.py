@@ -1,0 +1,299 @@
+"""What the routers ask for, in domain terms: decode and check input, inspect, store, query, review.
+
+Services raise `ApiError` for request problems and never touch HTTP objects, so the same code can be
+called from scripts and tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError
+
+from aoi.api.errors import ApiError, not_found
+from aoi.api.metrics import ServiceMetrics
+from aoi.api.settings import ServiceSettings
+from aoi.data.images import ImageError, decode_image
+from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
+from aoi.storage import Storage
+from aoi.storage.inspections import InspectionFilter, InspectionRepository, ReviewError
+from aoi.storage.models import ProductRow
+from aoi.storage.products import ProductRepository
+from aoi.storage.records import Product, ReviewDecision, StoredInspection
+from aoi.storage.stats import LineStats, compute_stats
+from aoi.verdict import VerdictRules
+
+# Signatures of the formats OpenCV decodes; anything else is refused as "not an image" (415).
+_IMAGE_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"P5",
+    b"P6",
+    b"P2",
+    b"P3",
+    b"RIFF",
+)
+
+
+class InspectorLike(Protocol):
+    """The engine surface the API calls (`aoi.detection.inspector.Inspector` satisfies it)."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    def inspect(
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        *,
+        image_id: str,
+        px_per_mm: float = 48.0,
+        rules: VerdictRules | None = None,
+        product: str | None = None,
+        origin_px: tuple[float, float] = (0.0, 0.0),
+    ) -> InspectionResult: ...
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file: its bytes and the name the client gave it."""
+
+    data: bytes
+    filename: str
+
+
+def decode_upload(upload: Upload, role: str) -> np.ndarray:
+    """Decode an uploaded image; 415 when it is not an image at all, 422 when it is a broken or unusable one."""
+    name = f"{role} {upload.filename!r}" if upload.filename else role
+    if not upload.data:
+        raise ApiError(422, "bad_image", f"{name}: file is empty")
+    if not upload.data.startswith(_IMAGE_MAGIC):
+        raise ApiError(415, "not_an_image", f"{name}: not an image (expected PNG, JPEG, BMP, TIFF, PGM or WebP)")
+    try:
+        return decode_image(upload.data, name)
+    except ImageError as exc:
+        raise ApiError(422, "bad_image", str(exc)) from exc
+
+
+class ProductService:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def create(self, name: str, px_per_mm: float, rules_json: str | None, template: Upload) -> Product:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise ApiError(422, "invalid_product", "product name must be 1 to 200 characters")
+        if not px_per_mm > 0 or not np.isfinite(px_per_mm):
+            raise ApiError(422, "invalid_product", f"px_per_mm must be a positive number, got {px_per_mm}")
+        rules = parse_rules(rules_json)
+        template_image = decode_upload(template, "template")
+        product_id = uuid.uuid4().hex
+        with self.storage.db.session() as session:
+            if ProductRepository(session).name_taken(name):
+                raise ApiError(409, "conflict", f"a product named {name!r} already exists")
+        template_path = self.storage.images.save_template(product_id, template_image)
+        try:
+            with self.storage.db.transaction() as session:
+                h, w = template_image.shape
+                return ProductRepository(session).add(
+                    ProductRow(
+                        id=product_id,
+                        name=name,
+                        template_path=template_path,
+                        template_width_px=w,
+                        template_height_px=h,
+                        px_per_mm=float(px_per_mm),
+                        rules=rules.to_dict(),
+                    )
+                )
+        except IntegrityError:
+            self.storage.images.delete(template_path)
+            raise ApiError(409, "conflict", f"a product named {name!r} already exists") from None
+        except BaseException:
+            self.storage.images.delete(template_path)
+            raise
+
+    def list(self) -> list[Product]:
+        with self.storage.db.session() as session:
+            return ProductRepository(session).list()
+
+    def get(self, id_or_name: str) -> Product:
+        with self.storage.db.session() as session:
+            product = ProductRepository(session).get(id_or_name)
+        if product is None:
+            raise not_found("product", id_or_name)
+        return product
+
+
+def parse_rules(rules_json: str | None) -> VerdictRules:
+    if rules_json is None or not rules_json.strip():
+        return VerdictRules()
+    try:
+        data = json.loads(rules_json)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "malformed_json", f"rules is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_rules", "rules must be a JSON object like VerdictRules.to_dict()")
+    try:
+        return VerdictRules.from_dict(data)
+    except SchemaError as exc:
+        raise ApiError(422, "invalid_rules", str(exc)) from None
+
+
+class InspectionService:
+    def __init__(
+        self,
+        storage: Storage,
+        inspector: InspectorLike,
+        settings: ServiceSettings,
+        metrics: ServiceMetrics,
+        products: ProductService,
+    ) -> None:
+        self.storage = storage
+        self.inspector = inspector
+        self.settings = settings
+        self.metrics = metrics
+        self.products = products
+
+    def inspect_upload(
+        self,
+        image: Upload,
+        product_ref: str | None,
+        template: Upload | None,
+        px_per_mm: float | None = None,
+        image_id: str | None = None,
+    ) -> StoredInspection:
+        """Inspect one uploaded image against its product's template (or an uploaded one) and store it."""
+        started = time.perf_counter()
+        product_ref = (product_ref or "").strip() or None
+        if product_ref is None and template is None:
+            raise ApiError(422, "missing_template", "give either 'product' (a product id) or a 'template' file")
+        if product_ref is not None and template is not None:
+            raise ApiError(422, "ambiguous_template", "give either 'product' or a 'template' file, not both")
+        if px_per_mm is not None and (not px_per_mm > 0 or not np.isfinite(px_per_mm)):
+            raise ApiError(422, "invalid_request", f"px_per_mm must be a positive number, got {px_per_mm}")
+        product = self.products.get(product_ref) if product_ref is not None else None
+        test = decode_upload(image, "image")
+        if product is not None:
+            template_image = self.storage.images.load_template(product.template_path)
+            uploaded_template = None
+        else:
+            if template is None:  # narrowed above; kept for the type checker
+                raise ApiError(422, "missing_template", "a 'template' file is required without a product")
+            template_image = uploaded_template = decode_upload(template, "template")
+        if template_image.shape != test.shape:
+            th, tw = template_image.shape
+            h, w = test.shape
+            raise ApiError(422, "template_size_mismatch", f"the template is {tw}x{th} px but the image is {w}x{h} px")
+        name = (image_id or "").strip() or Path(image.filename or "").stem or uuid.uuid4().hex[:12]
+        scale = px_per_mm or (product.px_per_mm if product is not None else self.settings.default_px_per_mm)
+        rules = product.rules if product is not None else None
+        try:
+            result = self._inspect(test, template_image, name, scale, rules, product.name if product else None)
+        except InspectionInputError as exc:
+            raise ApiError(422, type(exc).__name__, str(exc)) from exc
+        stored = self.storage.recorder.record(
+            result, test, product=product, template_image=uploaded_template, source="upload"
+        )
+        self.metrics.observe_inspection(stored.result.verdict.value, "upload", time.perf_counter() - started)
+        return stored
+
+    def _inspect(
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        image_id: str,
+        px_per_mm: float,
+        rules: VerdictRules | None,
+        product: str | None,
+    ) -> InspectionResult:
+        h, w = test.shape
+        if max(h, w) > self.settings.panel_tile_px:
+            from aoi.pipeline.panels import inspect_panel  # only large panels need the tiler
+
+            return inspect_panel(
+                self.inspector,
+                test,
+                template,
+                px_per_mm=px_per_mm,
+                image_id=image_id,
+                rules=rules,
+                product=product,
+                tile_px=self.settings.panel_tile_px,
+                overlap_px=self.settings.panel_overlap_px,
+            )
+        return self.inspector.inspect(
+            test, template, image_id=image_id, px_per_mm=px_per_mm, rules=rules, product=product
+        )
+
+    def get(self, inspection_id: str) -> StoredInspection:
+        with self.storage.db.session() as session:
+            stored = InspectionRepository(session).get(inspection_id)
+        if stored is None:
+            raise not_found("inspection", inspection_id)
+        return stored
+
+    def list(self, filters: InspectionFilter, limit: int, offset: int) -> tuple[list[StoredInspection], int]:
+        with self.storage.db.session() as session:
+            return InspectionRepository(session).list(filters, limit, offset)
+
+    def filters(
+        self,
+        product_ref: str | None,
+        verdict: Verdict | None,
+        since: datetime | None,
+        until: datetime | None,
+        has_defects: bool | None,
+    ) -> InspectionFilter:
+        product_id = self.products.get(product_ref).id if product_ref else None
+        if since is not None and until is not None and until < since:
+            raise ApiError(422, "invalid_request", "'until' must not be before 'since'")
+        return InspectionFilter(product_id, verdict, _utc(since), _utc(until), has_defects)
+
+    def overlay_image(self, inspection_id: str) -> tuple[np.ndarray, InspectionResult]:
+        stored = self.get(inspection_id)
+        try:
+            test = self.storage.images.load(stored.test_image_path)
+        except ImageError as exc:
+            raise ApiError(404, "image_missing", f"the tested image of inspection {inspection_id} is missing: {exc}")
+        return test, stored.result
+
+    def review(
+        self, defect_id: str, decision: ReviewDecision, new_type: str | None, reviewer: str
+    ) -> StoredInspection:
+        parsed_type = None
+        if new_type is not None:
+            try:
+                parsed_type = DefectType.parse(new_type)
+            except SchemaError as exc:
+                raise ApiError(422, "invalid_type", str(exc)) from None
+        try:
+            with self.storage.db.transaction() as session:
+                inspection_id = InspectionRepository(session).review_defect(
+                    defect_id, decision, reviewer, parsed_type
+                )
+                if inspection_id is None:
+                    raise not_found("defect", defect_id)
+        except ReviewError as exc:
+            raise ApiError(422, "invalid_review", str(exc)) from None
+        return self.get(inspection_id)
+
+    def stats(self, filters: InspectionFilter) -> LineStats:
+        with self.storage.db.session() as session:
+            return compute_stats(session, filters)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    from aoi.storage.records import as_utc
+
+    return None if moment is None else as_utc(moment)
