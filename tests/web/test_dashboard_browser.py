@@ -92,7 +92,10 @@ class Line:
         response = self.http.post(
             "/api/v1/inspections",
             headers={"Authorization": f"Bearer {self.api_key}"},
-            files={"image": ("test.png", board_png(defects), "image/png"), "template": ("t.png", self._template_png, "image/png")},
+            files={
+                "image": ("test.png", board_png(defects), "image/png"),
+                "template": ("t.png", self._template_png, "image/png"),
+            },
             data={"image_id": image_id},
         )
         response.raise_for_status()
@@ -123,6 +126,11 @@ def line(tmp_path: Path) -> Iterator[Line]:
     storage.close()
 
 
+def wait_for_crop(page: Any, defect_id: str) -> None:
+    """Waits until the review queue has drawn the crop of `defect_id` (the canvas records what it shows)."""
+    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{defect_id}'")
+
+
 def review_of(defect: dict[str, Any]) -> dict[str, Any] | None:
     return defect.get("review")
 
@@ -133,7 +141,9 @@ def test_live_view_lists_inspections_with_loaded_overlays(line: Line, browser_pa
     page = browser_page.page
     page.goto(line.base_url + "/")
     page.wait_for_selector(f'.inspection-card[data-id="{second["id"]}"]')
-    page.wait_for_function("[...document.querySelectorAll('.inspection-card img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.inspection-card img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     widths = page.eval_on_selector_all(".inspection-card img.overlay", "imgs => imgs.map(i => i.naturalWidth)")
     assert widths == [640, 640]
     assert page.inner_text(f'.inspection-card[data-id="{first["id"]}"] .badge') == "FAIL"
@@ -149,7 +159,9 @@ def test_live_view_lists_inspections_with_loaded_overlays(line: Line, browser_pa
 
 
 def test_review_queue_keyboard_confirm_reject_reclassify(line: Line, browser_page: BrowserPage) -> None:
-    inspection = line.seed([("short", [100, 100, 140, 130]), ("open", [300, 300, 330, 360]), ("spur", [500, 200, 520, 230])])
+    inspection = line.seed(
+        [("short", [100, 100, 140, 130]), ("open", [300, 300, 330, 360]), ("spur", [500, 200, 520, 230])]
+    )
     page = browser_page.page
     page.goto(line.base_url + "/#review")
     page.fill("#api-key", line.api_key)
@@ -157,7 +169,7 @@ def test_review_queue_keyboard_confirm_reject_reclassify(line: Line, browser_pag
     assert page.inner_text("#key-state") == "key stored"
 
     defect_ids = [d["id"] for d in inspection["defects"]]
-    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{defect_ids[0]}'")
+    wait_for_crop(page, defect_ids[0])
     # The crop must show pixels of the board, not an empty canvas.
     lit = page.evaluate(
         "() => { const c = document.getElementById('review-crop');"
@@ -168,9 +180,9 @@ def test_review_queue_keyboard_confirm_reject_reclassify(line: Line, browser_pag
     screenshot(browser_page, "review-queue")
 
     page.keyboard.press("c")
-    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{defect_ids[1]}'")
+    wait_for_crop(page, defect_ids[1])
     page.keyboard.press("x")
-    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{defect_ids[2]}'")
+    wait_for_crop(page, defect_ids[2])
     page.keyboard.press("3")
     page.wait_for_selector("#review-empty:not([hidden])")
 
@@ -185,12 +197,12 @@ def test_review_arrow_keys_move_without_deciding(line: Line, browser_page: Brows
     first, second = (d["id"] for d in inspection["defects"])
     page = browser_page.page
     page.goto(line.base_url + "/#review")
-    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{first}'")
+    wait_for_crop(page, first)
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{second}'")
+    wait_for_crop(page, second)
     assert "defect 2 of 2" in page.inner_text("#review-position")
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{first}'")
+    wait_for_crop(page, first)
     assert all(review_of(d) is None for d in line.inspection(inspection["id"])["defects"])
 
 
@@ -198,7 +210,7 @@ def test_review_without_key_shows_the_401_and_writes_nothing(line: Line, browser
     inspection = line.seed([("short", [100, 100, 140, 130])])
     page = browser_page.page
     page.goto(line.base_url + "/#review")
-    page.wait_for_function(f"document.getElementById('review-crop').dataset.drawn === '{inspection['defects'][0]['id']}'")
+    wait_for_crop(page, inspection["defects"][0]["id"])
     page.keyboard.press("c")
     banner = page.wait_for_selector("#error-banner:not([hidden])")
     text = banner.inner_text()
@@ -216,8 +228,10 @@ def test_board_view_draws_one_marker_per_defect_with_tooltip(line: Line, browser
     page.wait_for_selector('#board-markers[data-count="2"]')
     types = page.eval_on_selector_all("#board-markers .marker", "ms => ms.map(m => m.dataset.type)")
     assert types == ["short", "pin-hole"]
-    colors = page.eval_on_selector_all("#board-markers .marker", "ms => ms.map(m => getComputedStyle(m).borderTopColor)")
-    assert colors[0] != colors[1]
+    colors = page.eval_on_selector_all(
+        "#board-markers .marker", "ms => ms.map(m => getComputedStyle(m).borderTopColor)"
+    )
+    assert colors == ["rgb(255, 165, 0)", "rgb(255, 0, 255)"]  # the engine overlay's short / pin-hole colours
     # The marker sits on its defect: 100/640 of the displayed image's width from its left edge.
     geometry = page.evaluate(
         "() => { const img = document.getElementById('board-image').getBoundingClientRect();"
@@ -248,7 +262,9 @@ def test_stats_view_pareto_has_one_bar_per_type_and_a_yield_trend(line: Line, br
     page.goto(line.base_url + "/#stats")
     page.wait_for_selector("#pareto-chart .pareto-bar")
     by_type = line.stats()["defects_by_type"]
-    bars = page.eval_on_selector_all("#pareto-chart .pareto-bar", "bs => bs.map(b => [b.dataset.type, Number(b.dataset.count)])")
+    bars = page.eval_on_selector_all(
+        "#pareto-chart .pareto-bar", "bs => bs.map(b => [b.dataset.type, Number(b.dataset.count)])"
+    )
     assert len(bars) == len(by_type) == 3
     assert dict(bars) == by_type
     assert [n for _, n in bars] == sorted(by_type.values(), reverse=True)
