@@ -1,0 +1,126 @@
+"""Large panels: tiling covers everything, detections come back in panel coordinates, overlaps merge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pipeline_fakes import FakeInspector, with_defect
+
+from aoi.pipeline.panels import PanelError, inspect_panel, merge_tile_defects, plan_tiles, tile_starts
+from aoi.registration import RegistrationError
+from aoi.schema import Defect, DefectType, Verdict
+from aoi.verdict import TypeRule, VerdictRules
+
+PX_PER_MM = 20.0
+
+
+def _panel_template(size_wh: tuple[int, int] = (1000, 900), seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w, h = size_wh
+    template = np.zeros((h, w), np.uint8)
+    for _ in range(120):
+        x, y = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 12))
+        template[y : y + 8, x : x + 36] = 140
+    return template
+
+
+def test_tiles_cover_the_panel_with_the_overlap() -> None:
+    assert tile_starts(1000, 256, 32) == [0, 224, 448, 672, 744]
+    assert tile_starts(200, 256, 32) == [0]
+    tiles = plan_tiles((1000, 900), 256, 32)
+    covered = np.zeros((900, 1000), bool)
+    for t in tiles:
+        covered[t.y_px : t.y_px + t.h_px, t.x_px : t.x_px + t.w_px] = True
+        assert (t.w_px, t.h_px) == (256, 256)
+    assert covered.all()
+    with pytest.raises(PanelError):
+        plan_tiles((1000, 900), 256, 200)
+
+
+def test_defect_straddling_a_tile_border_is_reported_once_in_panel_coordinates() -> None:
+    template = _panel_template()
+    box = (215, 400, 270, 410)  # crosses x = 224..256, the overlap of the first two tile columns
+    corner = (440, 440, 500, 470)  # sits where four tiles meet
+    test = with_defect(with_defect(template, box), corner)
+    result = inspect_panel(
+        FakeInspector(), test, template, px_per_mm=PX_PER_MM, image_id="p1", tile_px=256, overlap_px=32, workers=2
+    )
+    assert result.image_size_wh == (1000, 900)
+    assert [d.box_px for d in result.defects] == [tuple(map(float, box)), tuple(map(float, corner))]
+    first = result.defects[0]
+    assert first.box_mm == pytest.approx(tuple(v / PX_PER_MM for v in box))
+    assert result.verdict is Verdict.FAIL
+    assert result.registration["tiles"] == len(plan_tiles((1000, 900), 256, 32))
+    assert result.timings_ms["total"] > 0 and "register" in result.timings_ms
+
+
+def test_panel_finds_the_same_defects_as_one_whole_inspection() -> None:
+    template = _panel_template(seed=1)
+    rng = np.random.default_rng(2)
+    test = template.copy()
+    for _ in range(25):
+        x, y = int(rng.integers(0, 960)), int(rng.integers(0, 860))
+        test[y : y + int(rng.integers(3, 30)), x : x + int(rng.integers(3, 30))] = 255
+    fake = FakeInspector()
+    whole = fake.inspect(test, template, image_id="whole", px_per_mm=PX_PER_MM)
+    tiled = inspect_panel(fake, test, template, px_per_mm=PX_PER_MM, image_id="tiled", tile_px=200, overlap_px=40)
+    assert sorted(d.box_px for d in tiled.defects) == sorted(d.box_px for d in whole.defects)
+    np.testing.assert_allclose(
+        sorted(d.box_mm for d in tiled.defects), sorted(d.box_mm for d in whole.defects), atol=1e-3
+    )
+
+
+def test_clean_panel_passes_and_rules_apply_to_merged_defects() -> None:
+    template = _panel_template()
+    clean = inspect_panel(
+        FakeInspector(), template.copy(), template, px_per_mm=PX_PER_MM, image_id="c", tile_px=256, overlap_px=32
+    )
+    assert clean.defects == () and clean.verdict is Verdict.PASS
+    one = with_defect(template, (215, 400, 270, 410))  # seen by two tiles, but one defect
+    rules = VerdictRules(per_type={DefectType.SHORT: TypeRule(max_count=1)})
+    result = inspect_panel(
+        FakeInspector(),
+        one,
+        template,
+        px_per_mm=PX_PER_MM,
+        image_id="r",
+        rules=rules,
+        tile_px=256,
+        overlap_px=32,
+        product="panel-a",
+    )
+    assert result.verdict is Verdict.PASS and result.product == "panel-a"
+
+
+def test_template_of_another_size_is_refused() -> None:
+    template = _panel_template()
+    with pytest.raises(RegistrationError, match="template is"):
+        inspect_panel(FakeInspector(), template[:, :-1], template, px_per_mm=PX_PER_MM, image_id="x")
+
+
+def _d(kind: DefectType, box: tuple[float, float, float, float], conf: float = 0.9) -> Defect:
+    return Defect(kind, conf, box).with_mm(PX_PER_MM)
+
+
+def test_merge_rules() -> None:
+    # pieces of one defect cut by a tile edge: same type, touching -> one union box
+    cut = merge_tile_defects(
+        [(0, _d(DefectType.OPEN, (90, 10, 100, 20))), (1, _d(DefectType.OPEN, (100, 10, 112, 20)))], PX_PER_MM
+    )
+    assert [d.box_px for d in cut] == [(90.0, 10.0, 112.0, 20.0)]
+    assert cut[0].box_mm == pytest.approx((4.5, 0.5, 5.6, 1.0))
+    # two boxes from the same tile are the detector's own call: never merged
+    same_tile = merge_tile_defects(
+        [(0, _d(DefectType.OPEN, (0, 0, 10, 10))), (0, _d(DefectType.OPEN, (2, 2, 12, 12)))], PX_PER_MM
+    )
+    assert len(same_tile) == 2
+    # another type on nearly the same box: one defect, the more confident type wins
+    typed = merge_tile_defects(
+        [(0, _d(DefectType.SPUR, (0, 0, 10, 10), 0.6)), (1, _d(DefectType.SHORT, (0, 0, 10, 11), 0.8))], PX_PER_MM
+    )
+    assert [(d.type, d.confidence) for d in typed] == [(DefectType.SHORT, 0.8)]
+    # another type merely touching: two defects
+    apart = merge_tile_defects(
+        [(0, _d(DefectType.SPUR, (0, 0, 10, 10))), (1, _d(DefectType.SHORT, (10, 0, 20, 10)))], PX_PER_MM
+    )
+    assert len(apart) == 2
