@@ -45,15 +45,20 @@ class InspectionRecorder:
         template_image: np.ndarray | None = None,
         source: str = "upload",
         source_key: str | None = None,
+        template_from_product: bool = True,
     ) -> StoredInspection:
-        """Store `result` with its images. With a `source_key` already stored, return the first record."""
+        """Store `result` with its images. With a `source_key` already stored, return the first record.
+
+        The template path recorded is the uploaded `template_image` (saved now) or, when
+        `template_from_product`, the product's recipe template.
+        """
         inspection_id = new_id()
         defect_ids = [new_id() for _ in result.defects]
         written: list[str] = []
         try:
             test_path = self.images.save_inspection_image(inspection_id, test_image, "test")
             written.append(test_path)
-            template_path = product.template_path if product is not None else None
+            template_path = product.template_path if product is not None and template_from_product else None
             if template_image is not None:
                 template_path = self.images.save_inspection_image(inspection_id, template_image, "template")
                 written.append(template_path)
@@ -134,7 +139,8 @@ class DatabaseSink:
 
     `template_ref` is a product id or name (the recipe whose template was used), or the path of a
     template file, which is then copied into the image store so that the learning-loop export has it.
-    When it is None, `result.product` (if it names a registered product) links the product.
+    None means the image brought its own template pixels (demo, camera with a template): no template
+    is recorded, and `result.product`, if it names a registered product, only links the product.
     """
 
     def __init__(self, recorder: InspectionRecorder, source: str = "pipeline") -> None:
@@ -144,9 +150,27 @@ class DatabaseSink:
     def store(
         self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str
     ) -> str:
-        product, template_image = self._resolve(template_ref or result.product)
-        if product is None and result.product is not None:
-            product, _ = self._resolve(result.product)
+        product: Product | None = None
+        template_image: np.ndarray | None = None
+        if template_ref:
+            product = self._product(template_ref)
+            if product is None:
+                template_image = self._template_file(template_ref)
+        if product is None and result.product:
+            # The image came with its own template (template_ref None): the product only labels it,
+            # so link the product but do not claim its recipe template was used.
+            labelled = self._product(result.product)
+            if labelled is not None:
+                stored = self.recorder.record(
+                    result,
+                    test_image,
+                    product=labelled,
+                    template_image=template_image,
+                    source=_source_of(source_key, self.source),
+                    source_key=source_key,
+                    template_from_product=False,
+                )
+                return stored.id
         stored = self.recorder.record(
             result,
             test_image,
@@ -163,20 +187,19 @@ class DatabaseSink:
     def store_failure(self, failure: InspectionFailure, source_key: str) -> str | None:
         return self.recorder.record_failure(failure, source_key)
 
-    def _resolve(self, ref: str | None) -> tuple[Product | None, np.ndarray | None]:
-        if not ref:
-            return None, None
+    def _product(self, ref: str) -> Product | None:
         with self.recorder.db.session() as session:
-            product = ProductRepository(session).get(ref)
-        if product is not None:
-            return product, None
+            return ProductRepository(session).get(ref)
+
+    def _template_file(self, ref: str) -> np.ndarray | None:
         path = Path(ref)
-        if path.is_file():
-            try:
-                return None, read_image(path)
-            except ImageError as exc:
-                log.warning("template %s could not be read for storage: %s", path, exc)
-        return None, None
+        if not path.is_file():
+            return None
+        try:
+            return read_image(path)
+        except ImageError as exc:
+            log.warning("template %s could not be read for storage: %s", path, exc)
+            return None
 
 
 def _source_of(source_key: str, default: str) -> str:

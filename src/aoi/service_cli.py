@@ -1,0 +1,149 @@
+"""Commands of the line service: `aoi serve`, `aoi keys create` and `aoi export`.
+
+The lead registers these functions in `aoi.cli`; `python -m aoi.service_cli serve ...` runs them
+directly too.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aoi.api.settings import DEFAULT_DATA_DIR, DEFAULT_MAX_UPLOAD_BYTES, ServiceSettings
+
+DataDirOption = Annotated[
+    Path, typer.Option("--data-dir", help="Folder for the SQLite database, the image store and the inbox/ hot folder.")
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="postgresql://user@host/db to use PostgreSQL instead of SQLite."),
+]
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrlOption = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Also feed synthetic boards continuously.")] = False,
+    camera: Annotated[
+        str | None, typer.Option("--camera", help="OpenCV camera: device index, video file or RTSP URL.")
+    ] = None,
+    camera_product: Annotated[
+        str | None, typer.Option("--camera-product", help="Product (id or name) of the camera's boards.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model bundle folder (default: the bundled model).")
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest accepted request body, in MiB (413 above).")
+    ] = DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+    workers: Annotated[int, typer.Option("--workers", help="Inspection threads of the capture pipeline.")] = 2,
+    no_hot_folder: Annotated[bool, typer.Option("--no-hot-folder", help="Do not watch DATA_DIR/inbox.")] = False,
+) -> None:
+    """Run the line: capture pipeline, HTTP API (/docs) and dashboard (/) in one process."""
+    import uvicorn
+
+    from aoi.api.app import create_app
+    from aoi.api.line import LineOptions, build_line
+    from aoi.detection.inspector import Inspector
+    from aoi.storage import Storage
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServiceSettings(
+        data_dir=data_dir,
+        database_url=database_url,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        model_bundle=model,
+    )
+    storage = Storage.open(settings.data_dir, settings.database_url)
+    inspector = Inspector.load(settings.model_bundle)
+    options = LineOptions(
+        hot_folder=not no_hot_folder,
+        camera=camera,
+        camera_product=camera_product,
+        demo=demo,
+        inspect_workers=workers,
+    )
+    app = create_app(
+        settings,
+        inspector=inspector,
+        storage=storage,
+        line_factory=lambda svc: build_line(svc, options, inspector),
+    )
+    typer.echo(f"aoi serve: dashboard http://{host}:{port}/  API docs http://{host}:{port}/docs")
+    typer.echo(f"data: {storage.data_dir}  database: {_redacted(storage.db.url)}")
+    try:
+        # uvicorn turns SIGINT/SIGTERM into the app's lifespan shutdown: the line finishes accepted work.
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    finally:
+        storage.close()
+
+
+def keys_create(
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrlOption = None,
+    label: Annotated[str, typer.Option("--label", help="Who or what uses the key (shown as reviewer).")] = "",
+) -> None:
+    """Create an API key for writes. The key is printed once, as the last line; only its hash is stored."""
+    from aoi.storage import Storage
+    from aoi.storage.keys import create_api_key
+
+    storage = Storage.open(data_dir, database_url)
+    try:
+        with storage.db.transaction() as session:
+            token = create_api_key(session, label)
+    finally:
+        storage.close()
+    typer.echo(f"API key created in {_redacted(storage.db.url)}; keep it, it is not shown again.")
+    typer.echo("Use it as: Authorization: Bearer <key>")
+    typer.echo(token)
+
+
+def export(
+    out: Annotated[Path, typer.Argument(help="Empty or new folder for the dataset.")],
+    fmt: Annotated[str, typer.Option("--format", help="deeppcb | yolo | coco")] = "deeppcb",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Export operator-reviewed defects as a training dataset (false calls dropped) for `aoi train`."""
+    from aoi.storage import Storage
+    from aoi.storage.export import ExportError, export_reviewed
+
+    storage = Storage.open(data_dir, database_url)
+    try:
+        report = export_reviewed(storage, out, fmt)
+    except ExportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        storage.close()
+    typer.echo(
+        f"exported {report.pairs} reviewed images with {report.boxes} defects to {report.out_dir} "
+        f"({report.format.value}); {report.skipped_partially_reviewed} partly reviewed images skipped"
+    )
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="aoi line service")
+app.command("serve")(serve)
+app.command("export")(export)
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for writes.")
+keys_app.command("create")(keys_create)
+app.add_typer(keys_app, name="keys")
+
+
+if __name__ == "__main__":
+    app()
