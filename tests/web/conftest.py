@@ -9,13 +9,23 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+import httpx
+import numpy as np
 import pytest
 import uvicorn
+
+from aoi.api.app import create_app
+from aoi.api.settings import ServiceSettings
+from aoi.schema import Defect, InspectionResult, Verdict
+from aoi.storage import Storage
+from aoi.storage.keys import create_api_key
+from aoi.verdict import VerdictRules
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -92,9 +102,135 @@ def browser_page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Brow
     context.close()
 
 
-def screenshot(browser_page: BrowserPage, name: str) -> Path:
-    """Keeps a picture of a step under test-artifacts/screenshots/ (git-ignored, collected by CI)."""
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOT_DIR / f"{name}.png"
-    browser_page.page.screenshot(path=str(path), full_page=True)
-    return path
+Screenshot = Callable[[BrowserPage, str], Path]
+
+
+@pytest.fixture
+def shoot() -> Screenshot:
+    """Keeps a picture of a test step under test-artifacts/screenshots/ (git-ignored, collected by CI)."""
+
+    def take(browser_page: BrowserPage, name: str) -> Path:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOT_DIR / f"{name}.png"
+        browser_page.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+BOARD_WH = (640, 640)
+PlannedDefects = list[tuple[str, list[float]]]
+
+
+class PlannedInspector:
+    """Stands in for the model: reports the defects planned for each `image_id`, so every test knows
+    exactly what the dashboard must show (the model's own accuracy is tested elsewhere)."""
+
+    model_version = "planned-test-inspector"
+
+    def __init__(self) -> None:
+        self.planned: dict[str, PlannedDefects] = {}
+
+    def inspect(
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        *,
+        image_id: str,
+        px_per_mm: float = 48.0,
+        rules: VerdictRules | None = None,
+        product: str | None = None,
+        origin_px: tuple[float, float] = (0.0, 0.0),
+    ) -> InspectionResult:
+        defects = tuple(
+            Defect(type=t, confidence=0.9, box_px=tuple(box)).with_mm(px_per_mm, origin_px)  # type: ignore[arg-type]
+            for t, box in self.planned.get(image_id, [])
+        )
+        return InspectionResult(
+            image_id=image_id,
+            image_size_wh=(test.shape[1], test.shape[0]),
+            defects=defects,
+            verdict=Verdict.FAIL if defects else Verdict.PASS,
+            px_per_mm=px_per_mm,
+            model_version=self.model_version,
+            timings_ms={"register": 1.25, "candidates": 2.0, "classify": 2.25, "total": 5.5},
+            product=product,
+        )
+
+
+def board_png(defects: PlannedDefects) -> bytes:
+    """A painted board: a copper area on black, with each planned defect drawn as a bright box."""
+    image = np.zeros((BOARD_WH[1], BOARD_WH[0]), np.uint8)
+    cv2.rectangle(image, (100, 100), (540, 540), 120, -1)
+    for _type, (x1, y1, x2, y2) in defects:
+        cv2.rectangle(image, (int(x1), int(y1)), (int(x2), int(y2)), 255, 2)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("could not encode the test board")
+    return encoded.tobytes()
+
+
+class Line:
+    """The real service under test, seen only through its HTTP API (as the dashboard sees it)."""
+
+    def __init__(self, server: ThreadedServer, inspector: PlannedInspector, api_key: str) -> None:
+        self.base_url = server.base_url
+        self.api_key = api_key
+        self._inspector = inspector
+        self._template_png = board_png([])
+        self.http = httpx.Client(base_url=server.base_url, timeout=10)
+        self._count = 0
+
+    def seed(self, defects: PlannedDefects, product: str | None = None) -> dict[str, Any]:
+        """Upload one board (through POST /api/v1/inspections, with the key) that has `defects`.
+
+        With `product` the product's template is used, else a template file is uploaded with it."""
+        self._count += 1
+        image_id = f"board-{self._count:03d}"
+        self._inspector.planned[image_id] = defects
+        files = {"image": ("test.png", board_png(defects), "image/png")}
+        data = {"image_id": image_id}
+        if product is None:
+            files["template"] = ("t.png", self._template_png, "image/png")
+        else:
+            data["product"] = product
+        response = self.http.post(
+            "/api/v1/inspections", headers={"Authorization": f"Bearer {self.api_key}"}, files=files, data=data
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    def create_product(self, name: str, px_per_mm: float) -> dict[str, Any]:
+        """Register a product (recipe) whose golden template is the defect-free test board."""
+        response = self.http.post(
+            "/api/v1/products",
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            files={"template": ("t.png", self._template_png, "image/png")},
+            data={"name": name, "px_per_mm": str(px_per_mm)},
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    def inspection(self, inspection_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/api/v1/inspections/{inspection_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def stats(self) -> dict[str, Any]:
+        response = self.http.get("/api/v1/stats")
+        response.raise_for_status()
+        return dict(response.json())
+
+
+@pytest.fixture
+def line(tmp_path: Path) -> Iterator[Line]:
+    storage = Storage.open(tmp_path / "data")
+    with storage.db.transaction() as session:
+        api_key = create_api_key(session, "test-operator")
+    inspector = PlannedInspector()
+    app = create_app(ServiceSettings(data_dir=tmp_path / "data"), inspector=inspector, storage=storage)
+    with ThreadedServer(app) as server:
+        line = Line(server, inspector, api_key)
+        yield line
+        line.http.close()
+    storage.close()

@@ -2,128 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import httpx
-import numpy as np
 import pytest
-from conftest import BrowserPage, ThreadedServer, screenshot
 
-from aoi.api.app import create_app
-from aoi.api.settings import ServiceSettings
-from aoi.schema import Defect, InspectionResult, Verdict
-from aoi.storage import Storage
-from aoi.storage.keys import create_api_key
-from aoi.verdict import VerdictRules
+if TYPE_CHECKING:  # fixtures' types only: under --import-mode=importlib conftest is not importable at run time
+    from conftest import BrowserPage, Line, Screenshot
 
 pytestmark = pytest.mark.browser
-
-BOARD_WH = (640, 640)
-PlannedDefects = list[tuple[str, list[float]]]
-
-
-class PlannedInspector:
-    """Stands in for the model: reports the defects planned for each `image_id`, so every test knows
-    exactly what the dashboard must show (the model's own accuracy is tested elsewhere)."""
-
-    model_version = "planned-test-inspector"
-
-    def __init__(self) -> None:
-        self.planned: dict[str, PlannedDefects] = {}
-
-    def inspect(
-        self,
-        test: np.ndarray,
-        template: np.ndarray,
-        *,
-        image_id: str,
-        px_per_mm: float = 48.0,
-        rules: VerdictRules | None = None,
-        product: str | None = None,
-        origin_px: tuple[float, float] = (0.0, 0.0),
-    ) -> InspectionResult:
-        defects = tuple(
-            Defect(type=t, confidence=0.9, box_px=tuple(box)).with_mm(px_per_mm, origin_px)  # type: ignore[arg-type]
-            for t, box in self.planned.get(image_id, [])
-        )
-        return InspectionResult(
-            image_id=image_id,
-            image_size_wh=(test.shape[1], test.shape[0]),
-            defects=defects,
-            verdict=Verdict.FAIL if defects else Verdict.PASS,
-            px_per_mm=px_per_mm,
-            model_version=self.model_version,
-            timings_ms={"register": 1.25, "candidates": 2.0, "classify": 2.25, "total": 5.5},
-            product=product,
-        )
-
-
-def board_png(defects: PlannedDefects) -> bytes:
-    """A painted board: a copper area on black, with each planned defect drawn as a bright box."""
-    image = np.zeros((BOARD_WH[1], BOARD_WH[0]), np.uint8)
-    cv2.rectangle(image, (100, 100), (540, 540), 120, -1)
-    for _type, (x1, y1, x2, y2) in defects:
-        cv2.rectangle(image, (int(x1), int(y1)), (int(x2), int(y2)), 255, 2)
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise RuntimeError("could not encode the test board")
-    return encoded.tobytes()
-
-
-class Line:
-    """The real service under test, seen only through its HTTP API (as the dashboard sees it)."""
-
-    def __init__(self, server: ThreadedServer, inspector: PlannedInspector, api_key: str) -> None:
-        self.base_url = server.base_url
-        self.api_key = api_key
-        self._inspector = inspector
-        self._template_png = board_png([])
-        self.http = httpx.Client(base_url=server.base_url, timeout=10)
-        self._count = 0
-
-    def seed(self, defects: PlannedDefects) -> dict[str, Any]:
-        """Upload one board (through POST /api/v1/inspections, with the key) that has `defects`."""
-        self._count += 1
-        image_id = f"board-{self._count:03d}"
-        self._inspector.planned[image_id] = defects
-        response = self.http.post(
-            "/api/v1/inspections",
-            headers={"Authorization": f"Bearer {self.api_key}"},
-            files={
-                "image": ("test.png", board_png(defects), "image/png"),
-                "template": ("t.png", self._template_png, "image/png"),
-            },
-            data={"image_id": image_id},
-        )
-        response.raise_for_status()
-        return dict(response.json())
-
-    def inspection(self, inspection_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/api/v1/inspections/{inspection_id}")
-        response.raise_for_status()
-        return dict(response.json())
-
-    def stats(self) -> dict[str, Any]:
-        response = self.http.get("/api/v1/stats")
-        response.raise_for_status()
-        return dict(response.json())
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[Line]:
-    storage = Storage.open(tmp_path / "data")
-    with storage.db.transaction() as session:
-        api_key = create_api_key(session, "test-operator")
-    inspector = PlannedInspector()
-    app = create_app(ServiceSettings(data_dir=tmp_path / "data"), inspector=inspector, storage=storage)
-    with ThreadedServer(app) as server:
-        line = Line(server, inspector, api_key)
-        yield line
-        line.http.close()
-    storage.close()
 
 
 def wait_for_crop(page: Any, defect_id: str) -> None:
@@ -135,7 +21,9 @@ def review_of(defect: dict[str, Any]) -> dict[str, Any] | None:
     return defect.get("review")
 
 
-def test_live_view_lists_inspections_with_loaded_overlays(line: Line, browser_page: BrowserPage) -> None:
+def test_live_view_lists_inspections_with_loaded_overlays(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
     first = line.seed([("short", [100, 100, 140, 130])])
     second = line.seed([])
     page = browser_page.page
@@ -154,11 +42,13 @@ def test_live_view_lists_inspections_with_loaded_overlays(line: Line, browser_pa
     page.wait_for_selector(f'.inspection-card[data-id="{third["id"]}"]', timeout=5000)
     ids = page.eval_on_selector_all(".inspection-card", "cards => cards.map(c => c.dataset.id)")
     assert ids == [third["id"], second["id"], first["id"]]
-    screenshot(browser_page, "live-view")
+    shoot(browser_page, "live-view")
     assert browser_page.errors == []
 
 
-def test_review_queue_keyboard_confirm_reject_reclassify(line: Line, browser_page: BrowserPage) -> None:
+def test_review_queue_keyboard_confirm_reject_reclassify(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
     inspection = line.seed(
         [("short", [100, 100, 140, 130]), ("open", [300, 300, 330, 360]), ("spur", [500, 200, 520, 230])]
     )
@@ -177,7 +67,7 @@ def test_review_queue_keyboard_confirm_reject_reclassify(line: Line, browser_pag
         " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] + d[i+1] + d[i+2] > 150) n++; return n; }"
     )
     assert lit > 1000
-    screenshot(browser_page, "review-queue")
+    shoot(browser_page, "review-queue")
 
     page.keyboard.press("c")
     wait_for_crop(page, defect_ids[1])
@@ -206,7 +96,9 @@ def test_review_arrow_keys_move_without_deciding(line: Line, browser_page: Brows
     assert all(review_of(d) is None for d in line.inspection(inspection["id"])["defects"])
 
 
-def test_review_without_key_shows_the_401_and_writes_nothing(line: Line, browser_page: BrowserPage) -> None:
+def test_review_without_key_shows_the_401_and_writes_nothing(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
     inspection = line.seed([("short", [100, 100, 140, 130])])
     page = browser_page.page
     page.goto(line.base_url + "/#review")
@@ -215,13 +107,15 @@ def test_review_without_key_shows_the_401_and_writes_nothing(line: Line, browser
     banner = page.wait_for_selector("#error-banner:not([hidden])")
     text = banner.inner_text()
     assert "401" in text and "API key" in text
-    screenshot(browser_page, "review-401")
+    shoot(browser_page, "review-401")
     assert review_of(line.inspection(inspection["id"])["defects"][0]) is None
     # The defect stays in the queue so the operator can retry once the key is pasted.
     assert "defect 1 of 1" in page.inner_text("#review-position")
 
 
-def test_board_view_draws_one_marker_per_defect_with_tooltip(line: Line, browser_page: BrowserPage) -> None:
+def test_board_view_draws_one_marker_per_defect_with_tooltip(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
     inspection = line.seed([("short", [100, 100, 140, 130]), ("pin-hole", [300, 300, 330, 360])])
     page = browser_page.page
     page.goto(line.base_url + f"/#board/{inspection['id']}")
@@ -242,7 +136,7 @@ def test_board_view_draws_one_marker_per_defect_with_tooltip(line: Line, browser
     page.hover('#board-markers .marker[data-type="pin-hole"]')
     tooltip = page.wait_for_selector("#board-tooltip:not([hidden])").inner_text()
     assert "pin-hole" in tooltip and "mm" in tooltip
-    screenshot(browser_page, "board-view")
+    shoot(browser_page, "board-view")
     assert browser_page.errors == []
 
 
@@ -254,7 +148,9 @@ def test_board_view_unknown_inspection_shows_the_404(line: Line, browser_page: B
     assert "404" in text
 
 
-def test_stats_view_pareto_has_one_bar_per_type_and_a_yield_trend(line: Line, browser_page: BrowserPage) -> None:
+def test_stats_view_pareto_has_one_bar_per_type_and_a_yield_trend(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
     line.seed([("short", [100, 100, 140, 130]), ("short", [200, 100, 240, 130]), ("open", [300, 300, 330, 360])])
     line.seed([("spur", [10, 10, 20, 20])])
     line.seed([])
@@ -270,5 +166,46 @@ def test_stats_view_pareto_has_one_bar_per_type_and_a_yield_trend(line: Line, br
     assert [n for _, n in bars] == sorted(by_type.values(), reverse=True)
     assert page.locator("#yield-chart .yield-point").count() >= 1
     assert page.inner_text('[data-stat="yield"] .tile-value') == "33.3 %"
-    screenshot(browser_page, "stats-view")
+    shoot(browser_page, "stats-view")
     assert browser_page.errors == []
+
+
+def test_live_view_reports_a_server_error_and_clears_it_when_the_api_recovers(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
+    line.seed([])
+    page = browser_page.page
+    failing = {"on": True}
+
+    def answer(route: Any) -> None:
+        if failing["on"]:
+            route.fulfill(
+                status=503,
+                content_type="application/json",
+                body='{"detail": "the results database is busy", "error": "unavailable"}',
+            )
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/inspections?*", answer)
+    page.goto(line.base_url + "/#live")
+    text = page.wait_for_selector("#error-banner:not([hidden])").inner_text()
+    assert "503" in text and "the results database is busy" in text
+    shoot(browser_page, "live-server-error")
+    failing["on"] = False
+    page.wait_for_selector("#error-banner", state="hidden", timeout=5000)
+    page.wait_for_selector(".inspection-card")
+    assert browser_page.errors == []
+
+
+def test_stats_view_filters_by_product(line: Line, browser_page: BrowserPage) -> None:
+    product = line.create_product("board-a", px_per_mm=40.0)
+    line.seed([("short", [100, 100, 140, 130])], product=product["id"])
+    line.seed([("open", [100, 100, 140, 130]), ("spur", [200, 200, 220, 220])])
+    page = browser_page.page
+    page.goto(line.base_url + "/#stats")
+    page.wait_for_function("document.querySelectorAll('#pareto-chart .pareto-bar').length === 3")
+    page.select_option("#stats-product", product["id"])
+    page.wait_for_function("document.querySelectorAll('#pareto-chart .pareto-bar').length === 1")
+    assert page.get_attribute("#pareto-chart .pareto-bar", "data-type") == "short"
+    assert page.inner_text('[data-stat="total"] .tile-value') == "1"

@@ -85,15 +85,14 @@ async function request(method, path, { params, body, auth = false } = {}) {
   return payload;
 }
 
-// A list endpoint may answer a bare array or a page object {items: [...], total, ...}.
+// List endpoints answer a page object {items: [...], total, ...}.
 function pageItems(payload) {
-  if (Array.isArray(payload)) return payload;
-  if (payload && Array.isArray(payload.items)) return payload.items;
-  return [];
+  return payload && Array.isArray(payload.items) ? payload.items : [];
 }
 
-export async function listInspections({ limit = 24, product } = {}) {
-  return pageItems(await request("GET", "/inspections", { params: { limit, product } }));
+// Newest first. hasDefects=true skips passing boards (the review queue needs only boards with defects).
+export async function listInspections({ limit = 24, product, hasDefects } = {}) {
+  return pageItems(await request("GET", "/inspections", { params: { limit, product, has_defects: hasDefects } }));
 }
 
 export function getInspection(id) {

@@ -7,25 +7,34 @@ const WIDTH = 560;
 const HEIGHT = 300;
 const MARGIN = { top: 16, right: 48, bottom: 56, left: 48 };
 
-function niceMax(value) {
-  if (value <= 0) return 1;
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  const steps = [1, 2, 2.5, 5, 10];
-  return steps.map((s) => s * magnitude).find((v) => v >= value) ?? 10 * magnitude;
+// Axis for counts: whole-number ticks at a 1/2/5 x 10^k step, about four of them, the top one >= maxValue.
+function countTicks(maxValue) {
+  const rough = Math.max(maxValue, 1) / 4;
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  const step = Math.max(1, [1, 2, 5, 10].map((s) => s * magnitude).find((v) => v >= rough));
+  const top = Math.max(step, Math.ceil(maxValue / step) * step);
+  const ticks = [];
+  for (let v = 0; v <= top; v += step) ticks.push(v);
+  return ticks;
 }
+
+const PERCENT_TICKS = [0, 25, 50, 75, 100];
 
 function frame(label) {
   return svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "chart-svg", role: "img", "aria-label": label });
 }
 
-function yAxis(root, maxValue, format, x, anchor) {
+// Ticks on the left axis also draw the grid; the right axis only labels.
+function yAxis(root, ticks, format, side) {
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
-  for (let i = 0; i <= 4; i += 1) {
-    const value = (maxValue * i) / 4;
-    const y = MARGIN.top + plotH - (plotH * i) / 4;
-    if (anchor === "end") root.append(svg("line", { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y, y2: y, class: "grid" }));
-    root.append(svg("text", { x, y: y + 4, "text-anchor": anchor, class: "tick" }, format(value)));
+  const top = ticks[ticks.length - 1];
+  for (const value of ticks) {
+    const y = MARGIN.top + plotH - (plotH * value) / top;
+    if (side === "left") root.append(svg("line", { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y, y2: y, class: "grid" }));
+    const x = side === "left" ? MARGIN.left - 6 : WIDTH - MARGIN.right + 6;
+    root.append(svg("text", { x, y: y + 4, "text-anchor": side === "left" ? "end" : "start", class: "tick" }, format(value)));
   }
+  return top;
 }
 
 function emptyChart(root, message) {
@@ -41,13 +50,13 @@ export function paretoChart(counts) {
   const root = frame("defects by type, Pareto chart");
   if (!entries.length) return emptyChart(root, "no defects yet");
   const total = entries.reduce((sum, [, n]) => sum + n, 0);
-  const maxCount = niceMax(entries[0][1]);
+
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
   const slot = plotW / entries.length;
   const barW = Math.min(slot * 0.7, 64);
-  yAxis(root, maxCount, (v) => String(Math.round(v)), MARGIN.left - 6, "end");
-  yAxis(root, 100, (v) => `${Math.round(v)}%`, WIDTH - MARGIN.right + 6, "start");
+  const maxCount = yAxis(root, countTicks(entries[0][1]), String, "left");
+  yAxis(root, PERCENT_TICKS, (v) => `${v}%`, "right");
   let cumulative = 0;
   const points = [];
   entries.forEach(([type, n], i) => {
@@ -76,14 +85,14 @@ export function yieldTrendChart(hours) {
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
   const slot = plotW / hours.length;
-  const maxTotal = niceMax(Math.max(...hours.map((h) => h.total)));
-  yAxis(root, 100, (v) => `${Math.round(v)}%`, MARGIN.left - 6, "end");
-  yAxis(root, maxTotal, (v) => String(Math.round(v)), WIDTH - MARGIN.right + 6, "start");
+  yAxis(root, PERCENT_TICKS, (v) => `${v}%`, "left");
+  const maxTotal = yAxis(root, countTicks(Math.max(...hours.map((h) => h.total))), String, "right");
   const labelEvery = Math.ceil(hours.length / 12);
   const points = hours.map((h, i) => {
     const cx = MARGIN.left + slot * i + slot / 2;
     const volumeH = (plotH * h.total) / maxTotal;
-    root.append(svg("rect", { x: cx - slot * 0.35, y: MARGIN.top + plotH - volumeH, width: slot * 0.7, height: volumeH, class: "volume-bar" }));
+    const barW = Math.min(slot * 0.7, 48);
+    root.append(svg("rect", { x: cx - barW / 2, y: MARGIN.top + plotH - volumeH, width: barW, height: volumeH, class: "volume-bar" }));
     if (i % labelEvery === 0) {
       const text = `${String(h.hour.getHours()).padStart(2, "0")}:00`;
       root.append(svg("text", { x: cx, y: HEIGHT - MARGIN.bottom + 16, "text-anchor": "middle", class: "tick" }, text));

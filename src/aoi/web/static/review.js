@@ -102,7 +102,7 @@ export function createReviewView({ onQueueSize }) {
   async function refresh() {
     let inspections;
     try {
-      inspections = await listInspections({ limit: QUEUE_SOURCE_LIMIT });
+      inspections = await listInspections({ limit: QUEUE_SOURCE_LIMIT, hasDefects: true });
       clearError("review");
     } catch (err) {
       showError(err, "review");
