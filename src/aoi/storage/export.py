@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import enum
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from aoi.data.annotations import LabeledBox
+from aoi.data.annotations import AnnotatedPair, LabeledBox
 from aoi.data.deeppcb import format_annotation
 from aoi.schema import DefectType
 from aoi.storage import Storage
@@ -89,7 +90,10 @@ def collect_reviewed(storage: Storage) -> tuple[list[ReviewedPair], int]:
 
 
 def export_reviewed(storage: Storage, out_dir: Path | str, fmt: ExportFormat | str = ExportFormat.DEEPPCB) -> ExportReport:
-    """Write the reviewed defects of `storage` under `out_dir` in `fmt` layout."""
+    """Write the reviewed defects of `storage` under `out_dir` in `fmt` layout.
+
+    Read back with `read_deeppcb(out_dir)`, `read_yolo(out_dir)` or `read_coco(out_dir / "annotations.json")`.
+    """
     try:
         fmt = ExportFormat(str(fmt.value if isinstance(fmt, ExportFormat) else fmt).lower())
     except ValueError:
@@ -138,4 +142,34 @@ def _write_deeppcb(pairs: list[ReviewedPair], out: Path) -> None:
 
 
 def _write_with_data_writer(pairs: list[ReviewedPair], out: Path, fmt: ExportFormat) -> None:
-    raise ExportError(f"export format {fmt.value!r} is not available yet; use deeppcb")
+    """YOLO and COCO through the dataset writers of `aoi.data` (PNG images, lossless).
+
+    COCO: `annotations.json` with the images under `images/`; YOLO: `classes.txt`, `images/`,
+    `templates/`, `labels/` (the PNGs are staged in a temporary folder that the writer copies from).
+    """
+    from aoi.data.coco import write_coco
+    from aoi.data.yolo import write_yolo
+
+    with tempfile.TemporaryDirectory(prefix="aoi-export-") as staging:
+        image_dir = out / "images" if fmt is ExportFormat.COCO else Path(staging)
+        image_dir.mkdir(parents=True, exist_ok=True)
+        annotated = []
+        for pair in pairs:
+            stem = pair.inspection.id
+            test_path = image_dir / f"{stem}_test.png"
+            template_path = image_dir / f"{stem}_temp.png"
+            _write_png(test_path, pair.test)
+            _write_png(template_path, pair.template)
+            group = _group_name(pair.inspection)
+            annotated.append(AnnotatedPair(stem, test_path, template_path, pair.labels, group))
+        if fmt is ExportFormat.COCO:
+            write_coco(annotated, out / "annotations.json")
+        else:
+            write_yolo(annotated, out)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ExportError(f"could not encode {path}")
+    path.write_bytes(encoded.tobytes())
