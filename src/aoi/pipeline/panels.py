@@ -194,42 +194,63 @@ def _cut_pair(a: Sequence[float], b: Sequence[float]) -> bool:
     return (span_x > 0 and overlap_x >= 0.5 * span_x) or (span_y > 0 and overlap_y >= 0.5 * span_y)
 
 
+_MERGE_CELL_PX = 256  # spatial hash cell: only detections sharing a cell are compared
+
+
 def merge_tile_defects(candidates: Sequence[tuple[int, Defect]], px_per_mm: float) -> list[Defect]:
     """Merge detections of one defect seen by several tiles into one box (their union).
 
     Only detections from *different* tiles merge: two boxes inside one tile are the detector's own
-    call. A cluster remembers its tiles, so the pieces of a defect at a four-tile corner merge into
-    one; merging repeats until nothing changes, since a grown box may reach another piece.
-    The merged defect keeps the most confident member's type and confidence.
+    call, and a merged group never holds two detections of one tile (so a defect at a four-tile
+    corner becomes one, but two neighbouring defects do not chain into one). The group keeps its
+    most confident member's type and confidence. Pairs are found through a spatial hash, so a
+    16k panel with thousands of detections merges in milliseconds.
     """
-    clusters: list[tuple[frozenset[int], Defect]] = [
-        (frozenset({tile_index}), d) for tile_index, d in sorted(candidates, key=lambda c: -c[1].confidence)
-    ]
-    changed = True
-    while changed:
-        changed = False
-        order = sorted(range(len(clusters)), key=lambda k: clusters[k][1].box_px[0])
-        for pos, i in enumerate(order):
-            tiles_i, a = clusters[i]
-            for j in order[pos + 1 :]:
-                tiles_j, b = clusters[j]
-                if b.box_px[0] > a.box_px[2] + 1.0:
-                    break  # sorted by x1: nothing further right can touch `a`
-                if tiles_i & tiles_j or not _same_defect(a, b):
-                    continue
-                keep, other = (a, b) if a.confidence >= b.confidence else (b, a)
-                union = (
-                    min(a.box_px[0], b.box_px[0]),
-                    min(a.box_px[1], b.box_px[1]),
-                    max(a.box_px[2], b.box_px[2]),
-                    max(a.box_px[3], b.box_px[3]),
-                )
-                clusters[i] = (tiles_i | tiles_j, replace(keep, box_px=union).with_mm(px_per_mm))
-                del clusters[j]
-                changed = True
-                break
-            if changed:
-                break
-    defects = [d for _, d in clusters]
+    n = len(candidates)
+    parent = list(range(n))
+    tiles_of = [frozenset({tile}) for tile, _ in candidates]
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i, (_, d) in enumerate(candidates):
+        x1, y1, x2, y2 = d.box_px
+        for cx in range(int(x1 - 1) // _MERGE_CELL_PX, int(x2 + 1) // _MERGE_CELL_PX + 1):
+            for cy in range(int(y1 - 1) // _MERGE_CELL_PX, int(y2 + 1) // _MERGE_CELL_PX + 1):
+                buckets.setdefault((cx, cy), []).append(i)
+    pairs: set[tuple[int, int]] = set()
+    for members in buckets.values():
+        for a, i in enumerate(members):
+            for j in members[a + 1 :]:
+                if candidates[i][0] != candidates[j][0]:
+                    pairs.add((i, j) if i < j else (j, i))
+    # strongest pairs first, so that a group forms around its most confident detections
+    for i, j in sorted(pairs, key=lambda p: (-min(candidates[p[0]][1].confidence, candidates[p[1]][1].confidence), p)):
+        ri, rj = root(i), root(j)
+        if ri == rj or tiles_of[ri] & tiles_of[rj] or not _same_defect(candidates[i][1], candidates[j][1]):
+            continue
+        parent[rj] = ri
+        tiles_of[ri] = tiles_of[ri] | tiles_of[rj]
+
+    groups: dict[int, list[Defect]] = {}
+    for i, (_, d) in enumerate(candidates):
+        groups.setdefault(root(i), []).append(d)
+    defects: list[Defect] = []
+    for members in groups.values():
+        best = max(members, key=lambda d: d.confidence)
+        if len(members) == 1:
+            defects.append(best)
+            continue
+        union = (
+            min(d.box_px[0] for d in members),
+            min(d.box_px[1] for d in members),
+            max(d.box_px[2] for d in members),
+            max(d.box_px[3] for d in members),
+        )
+        defects.append(replace(best, box_px=union).with_mm(px_per_mm))
     defects.sort(key=lambda d: (d.box_px[1], d.box_px[0]))
     return defects

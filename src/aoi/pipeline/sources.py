@@ -173,9 +173,7 @@ class HotFolderSource:
             template = read_image(template_path, max_pixels) if template_path is not None else None
             return image, template
 
-        template_ref = (
-            str(template_path.resolve()) if template_path is not None else None
-        )
+        template_ref = str(template_path.resolve()) if template_path is not None else None
         return CapturedImage(
             source_key=key,
             product=product,
