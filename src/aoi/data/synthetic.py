@@ -385,7 +385,7 @@ def paint_mousebite(
     for site in _trace_sites(view, rng, avoid):
         side = int(rng.choice([-1, 1]))
         ex, ey = site.edge(side)
-        radius_px = float(rng.uniform(2.0, max(2.5, 0.7 * site.half_width_px)))
+        radius_px = float(rng.uniform(3.5, max(4.0, 0.8 * site.half_width_px)))  # DeepPCB-sized bites: >= ~4 px deep
         n_bites = int(rng.integers(1, 4))
         bites = np.zeros_like(view.mask, np.uint8)
         for k in range(n_bites):

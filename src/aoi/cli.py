@@ -1,0 +1,162 @@
+"""The `aoi` command line: inspect, eval, train, bench, serve, keys."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates.")
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Automated optical inspection of PCBs and substrates."""
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err, transient=False,
+    )
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset root (DeepPCB layout, YOLO folder or COCO JSON).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder; the bundle lands in OUT/bundle.")] = Path("runs/train"),
+    recipe: Annotated[Path, typer.Option("--recipe", help="Recipe JSON (see recipes/default.json).")] = Path("recipes/default.json"),
+    fmt: Annotated[str | None, typer.Option("--format", help="deeppcb | yolo | coco (default: the recipe's).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Override the recipe's epoch count.")] = None,
+    max_pairs: Annotated[int | None, typer.Option("--max-pairs", help="Use only the first N training pairs.")] = None,
+) -> None:
+    """Train the candidate classifier and write a model bundle (ONNX + metadata). Resumable: rerun to continue."""
+    from dataclasses import replace
+
+    from aoi.schema import InspectionInputError
+
+    try:
+        from aoi.training.recipe import TrainRecipe
+        from aoi.training.trainer import train as run_training
+    except ImportError as exc:
+        err.print(f"[red]training needs the 'train' extra (pip install 'aoi[train]'): {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        r = TrainRecipe.load(recipe)
+        if fmt:
+            r = replace(r, dataset_format=fmt)
+        if epochs is not None:
+            r = replace(r, epochs=epochs)
+        with _progress() as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(task: str, advance: int, total: int) -> None:
+                if task not in tasks:
+                    tasks[task] = bar.add_task(task, total=total)
+                bar.update(tasks[task], advance=advance)
+
+            bundle = run_training(r, dataset, out, progress=progress, log=bar.console.print, max_train_pairs=max_pairs)
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    err.print(f"bundle written to {bundle.path} (threshold {bundle.meta.threshold})")
+    print(json.dumps({"bundle": str(bundle.path), "threshold": bundle.meta.threshold, **bundle.meta.metrics}))
+
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
+
+@app.command()
+def inspect(
+    test: Annotated[Path | None, typer.Argument(help="Tested image, or a folder of <id>_test/<id>_temp pairs. Default: the bundled sample boards.")] = None,
+    template: Annotated[Path | None, typer.Option("--template", "-t", help="Golden template (for a single image) or a folder of same-named templates.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for JSON records and overlay PNGs.")] = Path("aoi-results"),
+    model: Annotated[Path | None, typer.Option("--model", help="Model bundle folder (default: the bundled model).")] = None,
+    px_per_mm: Annotated[float, typer.Option("--px-per-mm", help="Calibration for box_mm.")] = 48.0,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Confidence cut (default: the bundle's calibrated one).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel images.")] = 2,
+) -> None:
+    """Inspect tested images against golden templates: one JSON record + one overlay PNG per image."""
+    from aoi.batch import PairJob, discover_pairs, run_batch
+    from aoi.detection.inspector import Inspector
+    from aoi.schema import InspectionFailure, InspectionInputError
+
+    source = SAMPLES_DIR if test is None else test
+    try:
+        if px_per_mm <= 0:
+            raise typer.BadParameter("--px-per-mm must be positive")
+        inspector = Inspector.load(model)
+        if source.is_dir():
+            jobs = discover_pairs(source, template)
+            if not jobs:
+                raise InspectionInputError(f"{source}: no <id>_test.<ext> images found (or nothing beside --template)")
+        else:
+            if template is None:
+                raise InspectionInputError(f"{source}: a single image needs --template")
+            jobs = [PairJob(source.stem, source, template)]
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    failed = 0
+    n_defects = 0
+    for outcome in run_batch(inspector, jobs, out, px_per_mm=px_per_mm, threshold=threshold, workers=workers):
+        if isinstance(outcome, InspectionFailure):
+            failed += 1
+            err.print(f"[red]{outcome.image_id}: {outcome.error}: {outcome.message}")
+            continue
+        n_defects += len(outcome.defects)
+        kinds = ", ".join(f"{d.type.value}@{[int(v) for v in d.box_px]}" for d in outcome.defects) or "no defects"
+        colour = "green" if outcome.verdict.value == "pass" else "red"
+        err.print(f"{outcome.image_id}: [{colour}]{outcome.verdict.value.upper()}[/{colour}] {kinds} ({outcome.timings_ms['total']:.1f} ms)")
+    summary = {"images": len(jobs), "failed": failed, "defects": n_defects, "out": str(out), "model": inspector.model_version}
+    print(json.dumps(summary))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def evaluate(
+    root: Annotated[Path, typer.Argument(help="DeepPCB-layout root folder.")],
+    list_file: Annotated[str, typer.Option("--list", help="List file of '<image> <annotation>' lines.")] = "trainval.txt",
+    out: Annotated[Path, typer.Option("--out", help="Folder for one DeepPCB submission file per image.")] = Path("aoi-eval"),
+    model: Annotated[Path | None, typer.Option("--model", help="Model bundle folder (default: bundled).")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Operating threshold (default: the bundle's).")] = None,
+    workers: Annotated[int, typer.Option("--workers")] = 2,
+) -> None:
+    """Score a model on a DeepPCB-layout list: protocol figures, per-class AP, confusion, images/s. Last line: JSON."""
+    from aoi.evaluation.cli_eval import run_eval
+
+    code = run_eval(root, list_file, out, model, threshold, workers, err)
+    raise typer.Exit(code)
+
+
+@app.command()
+def bench(
+    root: Annotated[Path, typer.Argument(help="DeepPCB-layout root folder.")],
+    list_file: Annotated[str, typer.Option("--list", help="List file.")] = "trainval.txt",
+    groups: Annotated[str | None, typer.Option("--groups", help="Comma-separated groups to keep (default: the bundle's validation groups).")] = None,
+    model: Annotated[Path | None, typer.Option("--model")] = None,
+    workers: Annotated[int, typer.Option("--workers")] = 2,
+    sweep: Annotated[bool, typer.Option("--sweep/--no-sweep", help="Run the robustness sweep.")] = True,
+    scratch_boards: Annotated[int, typer.Option("--scratch-boards", help="Synthetic boards for the scratch F-score (0: skip).")] = 200,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs.")] = None,
+) -> None:
+    """Accuracy, per-stage ms, images/s and peak memory on the CPU, plus the robustness sweep. Last line: JSON."""
+    from aoi.evaluation.bench import run_bench
+
+    report = run_bench(root, list_file, groups, model, workers, sweep, scratch_boards, limit, err)
+    print(json.dumps(report))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The inspection engine: register -> candidates -> classify + box refinement -> verdict.
+
+`analyse_pair` (no model) is shared with training so that the classifier learns from exactly the
+candidates it will see when serving.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from aoi.data.images import validate_image
+from aoi.detection.bundle import BundleMeta, ModelBundle
+from aoi.detection.candidates import CandidateConfig, Candidates, find_candidates
+from aoi.registration import Registration, RegistrationConfig, binarise, register, valid_mask, warp_template
+from aoi.schema import Defect, InspectionResult, Verdict
+from aoi.verdict import VerdictRules
+
+
+@dataclass(frozen=True)
+class AnalysedPair:
+    registration: Registration
+    candidates: Candidates
+    timings_ms: dict[str, float]
+
+
+def analyse_pair(
+    test: np.ndarray,
+    template: np.ndarray,
+    registration_config: RegistrationConfig = RegistrationConfig(),
+    candidate_config: CandidateConfig = CandidateConfig(),
+) -> AnalysedPair:
+    t0 = time.perf_counter()
+    test_bin = binarise(test)
+    template_bin = binarise(template)
+    reg = register(test, template, registration_config, test_bin, template_bin)
+    h, w = test.shape
+    if np.allclose(reg.matrix, np.eye(2, 3, dtype=np.float32)):
+        template_aligned, template_bin_aligned = template, template_bin
+    else:
+        template_aligned = warp_template(template, reg.matrix, (w, h))
+        template_bin_aligned = binarise(template_aligned)
+    valid = valid_mask(reg.matrix, (w, h))
+    t1 = time.perf_counter()
+    cands = find_candidates(test, template_aligned, test_bin, template_bin_aligned, valid, candidate_config)
+    t2 = time.perf_counter()
+    return AnalysedPair(reg, cands, {"register": (t1 - t0) * 1e3, "candidates": (t2 - t1) * 1e3})
+
+
+def decode_boxes(windows_xyxy: np.ndarray, box_out: np.ndarray) -> np.ndarray:
+    """Model box outputs are corner positions in units of the window side, relative to its top-left."""
+    side = (windows_xyxy[:, 2] - windows_xyxy[:, 0])[:, None]
+    origin = np.concatenate([windows_xyxy[:, :2], windows_xyxy[:, :2]], 1)
+    return origin + box_out * side
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Class-agnostic greedy NMS; returns kept indices by falling score."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        ix1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        iy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        ix2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        iy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.maximum(ix2 - ix1, 0) * np.maximum(iy2 - iy1, 0)
+        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.array(keep, np.int64)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Inspector:
+    """Thread-safe: one ONNX session shared by all threads (each `run` call is independent)."""
+
+    def __init__(self, bundle: ModelBundle, threads: int = 1) -> None:
+        self.bundle = bundle
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(bundle.onnx_path), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, bundle_path: Path | str | None = None, threads: int = 1) -> Inspector:
+        return cls(ModelBundle.load(bundle_path), threads)
+
+    @property
+    def meta(self) -> BundleMeta:
+        return self.bundle.meta
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.meta.version
+
+    def detect(self, test: np.ndarray, template: np.ndarray, score_floor: float | None = None) -> tuple[
+        list[Defect], AnalysedPair, float
+    ]:
+        """All detections above `score_floor` (default: the bundle's floor), with the analysis and model ms."""
+        meta = self.bundle.meta
+        analysed = analyse_pair(test, template, meta.registration, meta.candidates)
+        cands = analysed.candidates
+        t0 = time.perf_counter()
+        if len(cands.crops) == 0:
+            return [], analysed, 0.0
+        logits, box_out = self._session.run(None, {self._input: cands.crops})
+        probs = softmax(logits)
+        defect_probs = probs[:, 1:]
+        type_idx = defect_probs.argmax(1)
+        scores = defect_probs[np.arange(len(type_idx)), type_idx]
+        boxes = decode_boxes(cands.windows_xyxy, box_out)
+        h, w = test.shape
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        floor = meta.score_floor if score_floor is None else score_floor
+        ok = (scores >= floor) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        idx = np.flatnonzero(ok)
+        idx = idx[nms(boxes[idx], scores[idx], meta.nms_iou)] if len(idx) else idx
+        defects = [
+            Defect(type=meta.classes[int(type_idx[i])], confidence=float(scores[i]), box_px=tuple(boxes[i]))
+            for i in idx
+        ]
+        return defects, analysed, (time.perf_counter() - t0) * 1e3
+
+    def inspect(
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        *,
+        image_id: str,
+        px_per_mm: float = 48.0,
+        rules: VerdictRules | None = None,
+        product: str | None = None,
+        origin_px: tuple[float, float] = (0.0, 0.0),
+        threshold: float | None = None,
+    ) -> InspectionResult:
+        t0 = time.perf_counter()
+        test = validate_image(test, f"{image_id} (tested image)")
+        template = validate_image(template, f"{image_id} (template)")
+        cut = self.bundle.meta.threshold if threshold is None else threshold
+        found, analysed, classify_ms = self.detect(test, template, score_floor=min(cut, self.bundle.meta.score_floor))
+        defects = tuple(d.with_mm(px_per_mm, origin_px) for d in found if d.confidence >= cut)
+        verdict = (rules or VerdictRules()).verdict(defects, px_per_mm) if defects else Verdict.PASS
+        timings = dict(analysed.timings_ms)
+        timings["classify"] = classify_ms
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        h, w = test.shape
+        return InspectionResult(
+            image_id=image_id,
+            image_size_wh=(w, h),
+            defects=defects,
+            verdict=verdict,
+            px_per_mm=px_per_mm,
+            model_version=self.model_version,
+            timings_ms=timings,
+            registration=analysed.registration.as_dict(),
+            product=product,
+        )

@@ -1,0 +1,1 @@
+"""Accuracy metrics: the DeepPCB protocol, per-class AP and the confusion matrix."""

@@ -1,0 +1,195 @@
+"""Register a tested image to its golden template: shift, small rotation, grey-level differences.
+
+Fast path: phase correlation on a 4x-downsampled copy gives the shift; if the aligned pair still
+disagrees on more pixels than a well-aligned pair would, a Euclidean ECC refinement (shift + rotation)
+runs on a 2x-downsampled copy. A pair whose residual stays high is not the same board: refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from aoi.schema import InspectionInputError
+
+
+class RegistrationError(InspectionInputError):
+    """The template cannot be registered to the tested image (other size, other board, failed fit)."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Affine map from tested-image coordinates to template coordinates, plus fit quality."""
+
+    matrix: np.ndarray  # 2x3, template = matrix @ [x, y, 1] of test
+    dx_px: float
+    dy_px: float
+    rotation_deg: float
+    residual: float  # fraction of valid pixels whose binarised values disagree after alignment
+    refined: bool
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "dx_px": self.dx_px,
+            "dy_px": self.dy_px,
+            "rotation_deg": self.rotation_deg,
+            "residual": self.residual,
+            "refined": float(self.refined),
+        }
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    coarse_scale: int = 4
+    refine_scale: int = 4
+    refine_above_residual: float = 0.004
+    max_residual: float = 0.12
+    max_shift_fraction: float = 0.25
+    max_shift_px: int = 48
+
+
+def binarise(image: np.ndarray) -> np.ndarray:
+    """Otsu threshold after a light blur: robust to brightness changes and sensor noise. Returns 0/1 uint8."""
+    blurred = cv2.GaussianBlur(image, (3, 3), 0)
+    _, binary = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return binary
+
+
+def _residual(test_bin: np.ndarray, template_bin: np.ndarray, valid: np.ndarray) -> float:
+    disagree = cv2.bitwise_and(cv2.bitwise_xor(test_bin, template_bin), valid)
+    n_valid = int(cv2.countNonZero(valid))
+    if n_valid == 0:
+        return 1.0
+    # Ignore 1-px edge disagreement (JPEG ringing, binarisation): count only what survives an erosion.
+    core = cv2.erode(disagree, np.ones((3, 3), np.uint8))
+    return float(cv2.countNonZero(core)) / n_valid
+
+
+def warp_template(template: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int], border: int = 0) -> np.ndarray:
+    return cv2.warpAffine(
+        template,
+        matrix,
+        size_wh,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border,
+    )
+
+
+def valid_mask(matrix: np.ndarray, size_wh: tuple[int, int], margin_px: int = 2) -> np.ndarray:
+    """Pixels of the tested image that map inside the template (minus a margin)."""
+    ones = np.ones((size_wh[1], size_wh[0]), np.uint8)
+    mask = warp_template(ones, matrix, size_wh)
+    if margin_px:
+        mask = cv2.erode(mask, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
+    return mask
+
+
+def register(
+    test: np.ndarray,
+    template: np.ndarray,
+    config: RegistrationConfig = RegistrationConfig(),
+    test_bin: np.ndarray | None = None,
+    template_bin: np.ndarray | None = None,
+) -> Registration:
+    if test.shape != template.shape:
+        raise RegistrationError(
+            f"template size {template.shape[1]}x{template.shape[0]} differs from image size "
+            f"{test.shape[1]}x{test.shape[0]}"
+        )
+    h, w = test.shape
+    size_wh = (w, h)
+    tb = binarise(test) if test_bin is None else test_bin
+    gb = binarise(template) if template_bin is None else template_bin
+
+    s = config.coarse_scale if min(h, w) >= 64 * config.coarse_scale else 1
+    small_t = cv2.resize(tb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
+    small_g = cv2.resize(gb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
+    max_shift = min(config.max_shift_px, int(config.max_shift_fraction * min(h, w)))
+    sx, sy = phase_correlate(small_g, small_t, max_shift / s)
+    dx, dy = sx * s, sy * s  # test = template shifted by (dx, dy)
+    dx, dy = _refine_shift(tb, gb, dx, dy)
+    # Snap to whole pixels when close: keeps the warped template crisp.
+    dx, dy = (round(dx) if abs(dx - round(dx)) < 0.25 else dx), (round(dy) if abs(dy - round(dy)) < 0.25 else dy)
+    matrix = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]], np.float32)
+    mask = valid_mask(matrix, size_wh)
+    residual = _residual(tb, warp_template(gb, matrix, size_wh), mask)
+    refined = False
+    angle = 0.0
+    if residual > config.refine_above_residual:
+        refined_matrix = _refine_ecc(tb, gb, matrix, config.refine_scale)
+        if refined_matrix is not None:
+            mask2 = valid_mask(refined_matrix, size_wh)
+            residual2 = _residual(tb, warp_template(gb, refined_matrix, size_wh), mask2)
+            if residual2 < residual:
+                matrix, residual, refined = refined_matrix, residual2, True
+                angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+                # matrix maps test->template: x_t = R x + t; test offset is -R^T t
+                inv = cv2.invertAffineTransform(matrix)
+                dx, dy = float(inv[0, 2]), float(inv[1, 2])
+    if residual > config.max_residual:
+        raise RegistrationError(
+            f"template does not match the tested image ({residual:.1%} of pixels disagree after alignment): "
+            "another board, or a misalignment beyond what can be registered"
+        )
+    return Registration(matrix, float(dx), float(dy), angle, residual, refined)
+
+
+def phase_correlate(reference: np.ndarray, moved: np.ndarray, max_shift: float) -> tuple[float, float]:
+    """Shift (dx, dy) with moved(x) ~ reference(x - d), searched only within |d| <= max_shift (sub-pixel)."""
+    h, w = reference.shape
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    fa = np.fft.rfft2(reference * window)
+    fb = np.fft.rfft2(moved * window)
+    cross = fb * np.conj(fa)
+    cross /= np.abs(cross) + 1e-9
+    surface = np.fft.fftshift(np.fft.irfft2(cross, s=(h, w)))
+    cy, cx = h // 2, w // 2
+    r = max(1, int(np.ceil(max_shift)))
+    sub = surface[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1]
+    iy, ix = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    py, px = iy + max(cy - r, 0), ix + max(cx - r, 0)
+
+    def vertex(m1: float, c0: float, p1: float) -> float:
+        denom = m1 - 2 * c0 + p1
+        return 0.0 if abs(denom) < 1e-12 else 0.5 * (m1 - p1) / denom
+
+    fx = vertex(surface[py, px - 1], surface[py, px], surface[py, (px + 1) % w]) if 0 < px else 0.0
+    fy = vertex(surface[py - 1, px], surface[py, px], surface[(py + 1) % h, px]) if 0 < py else 0.0
+    return float(px - cx + fx), float(py - cy + fy)
+
+
+def _refine_shift(tb: np.ndarray, gb: np.ndarray, dx: float, dy: float, crop: int = 256) -> tuple[float, float]:
+    """Full-resolution phase correlation on a central crop, around the coarse shift."""
+    h, w = tb.shape
+    c = min(crop, h // 2 * 2 - 2 * int(abs(dy)) - 4, w // 2 * 2 - 2 * int(abs(dx)) - 4)
+    if c < 32:
+        return dx, dy
+    y0, x0 = (h - c) // 2, (w - c) // 2
+    ix, iy = int(round(dx)), int(round(dy))
+    t_crop = tb[y0 : y0 + c, x0 : x0 + c].astype(np.float32)
+    g_crop = gb[y0 - iy : y0 - iy + c, x0 - ix : x0 - ix + c].astype(np.float32)
+    if g_crop.shape != t_crop.shape:
+        return dx, dy
+    fx, fy = phase_correlate(g_crop, t_crop, 4.0)
+    return ix + fx, iy + fy
+
+
+def _refine_ecc(tb: np.ndarray, gb: np.ndarray, init: np.ndarray, scale: int) -> np.ndarray | None:
+    h, w = tb.shape
+    small_t = cv2.resize(tb.astype(np.float32), (w // scale, h // scale), interpolation=cv2.INTER_AREA)
+    small_g = cv2.resize(gb.astype(np.float32), (w // scale, h // scale), interpolation=cv2.INTER_AREA)
+    small_t = cv2.GaussianBlur(small_t, (3, 3), 0)
+    small_g = cv2.GaussianBlur(small_g, (3, 3), 0)
+    warp = init.copy()
+    warp[:, 2] /= scale
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
+    try:
+        # ECC finds W with small_g(W x) ~ small_t(x): W maps test coordinates to template coordinates.
+        _, warp = cv2.findTransformECC(small_t, small_g, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+    except cv2.error:
+        return None
+    warp[:, 2] *= scale
+    return warp.astype(np.float32)

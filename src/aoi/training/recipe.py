@@ -1,0 +1,49 @@
+"""A training recipe: everything that decides a model, in one committed JSON file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aoi.data.annotations import DatasetError
+from aoi.schema import DefectType
+from aoi.training.samples import AugmentConfig
+
+ALL_CLASSES = tuple(t.value for t in DefectType)
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    version: str = "aoi-cnn-dev"
+    dataset_format: str = "deeppcb"  # deeppcb | yolo | coco
+    list_file: str | None = None
+    validation_groups: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ALL_CLASSES
+    seed: int = 0
+    epochs: int = 24
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    width: int = 16
+    box_loss_weight: float = 5.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    workers: int = 2
+
+    @classmethod
+    def load(cls, path: Path | str) -> TrainRecipe:
+        p = Path(path)
+        if not p.is_file():
+            raise DatasetError(f"recipe {p} not found")
+        try:
+            data: dict[str, Any] = json.loads(p.read_text())
+            data["augment"] = AugmentConfig(**data.get("augment", {}))
+            data["validation_groups"] = tuple(data.get("validation_groups", ()))
+            data["classes"] = tuple(DefectType.parse(c).value for c in data.get("classes", ALL_CLASSES))
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"recipe {p}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

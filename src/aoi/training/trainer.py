@@ -1,0 +1,282 @@
+"""`aoi train`: dataset -> candidate samples -> CNN -> ONNX bundle with calibrated threshold.
+
+Resumable: samples are cached by fingerprint and a checkpoint is written after every epoch; running
+the same command again continues where it stopped. Deterministic for a given seed on one machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aoi.data.annotations import AnnotatedPair, DatasetError
+from aoi.detection.bundle import BundleMeta, ModelBundle
+from aoi.detection.candidates import CROP_PX, N_CHANNELS
+from aoi.detection.inspector import Inspector
+from aoi.evaluation.metrics import ImageEval
+from aoi.evaluation.runner import accuracy_report, run_pairs
+from aoi.schema import DefectType
+from aoi.training.network import CandidateNet
+from aoi.training.recipe import TrainRecipe
+from aoi.training.samples import AugmentConfig, SampleSet, build_samples
+
+Progress = Callable[[str, int, int], None]  # (task, advance, total)
+
+
+def load_dataset(root: Path, fmt: str, list_file: str | None) -> list[AnnotatedPair]:
+    if fmt == "deeppcb":
+        from aoi.data.deeppcb import read_deeppcb
+
+        return read_deeppcb(root, list_file)
+    if fmt == "yolo":
+        from aoi.data.yolo import read_yolo
+
+        return read_yolo(root)
+    if fmt == "coco":
+        from aoi.data.coco import read_coco
+
+        path = root if root.is_file() else root / (list_file or "annotations.json")
+        return read_coco(path)
+    raise DatasetError(f"unknown dataset format {fmt!r}; expected deeppcb, yolo or coco")
+
+
+def split_pairs(pairs: Sequence[AnnotatedPair], groups: Sequence[str], seed: int) -> tuple[list[AnnotatedPair], list[AnnotatedPair]]:
+    """Hold out whole groups: the named ones, else about a fifth of the groups (a fifth of images if one group)."""
+    names = sorted({p.group for p in pairs})
+    if groups:
+        missing = set(groups) - set(names)
+        if missing:
+            raise DatasetError(f"validation groups not in the dataset: {sorted(missing)}")
+        held = set(groups)
+        return [p for p in pairs if p.group not in held], [p for p in pairs if p.group in held]
+    rng = random.Random(seed)
+    if len(names) >= 3:
+        held = set(rng.sample(names, max(1, len(names) // 5)))
+        return [p for p in pairs if p.group not in held], [p for p in pairs if p.group in held]
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    n_val = max(1, len(pairs) // 5) if len(pairs) > 1 else 0
+    val_idx = set(order[:n_val])
+    return [p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx]
+
+
+def fingerprint(pairs: Sequence[AnnotatedPair]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(pairs, key=lambda p: p.image_id):
+        h.update(p.image_id.encode())
+        for path in (p.test_path, p.template_path):
+            h.update(str(path.stat().st_size if path.exists() else -1).encode())
+        for b in p.labels:
+            h.update(f"{b.type.value}{b.box_px}".encode())
+    return h.hexdigest()[:16]
+
+
+def _cached_samples(cache: Path, key: str, build: Callable[[], SampleSet]) -> SampleSet:
+    path = cache / f"samples-{key}.npz"
+    if path.is_file():
+        z = np.load(path)
+        return SampleSet(z["crops"], z["labels"], z["boxes"], z["image_index"])
+    s = build()
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, crops=s.crops, labels=s.labels, boxes=s.boxes, image_index=s.image_index)
+    tmp.replace(path)
+    return s
+
+
+def _dihedral(x: torch.Tensor, boxes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one of the 8 flips/rotations to a batch of crops and their window-unit boxes."""
+    b = boxes.clone()
+    if k & 1:  # horizontal flip
+        x = x.flip(3)
+        b = torch.stack([1 - b[:, 2], b[:, 1], 1 - b[:, 0], b[:, 3]], 1)
+    if k & 2:  # vertical flip
+        x = x.flip(2)
+        b = torch.stack([b[:, 0], 1 - b[:, 3], b[:, 2], 1 - b[:, 1]], 1)
+    if k & 4:  # transpose
+        x = x.transpose(2, 3)
+        b = b[:, [1, 0, 3, 2]]
+    return x, b
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def export_onnx(model: nn.Module, path: Path) -> None:
+    model.eval()
+    dummy = torch.zeros(2, N_CHANNELS, CROP_PX, CROP_PX)
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(path),
+        input_names=["crops"],
+        output_names=["logits", "boxes"],
+        dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}, "boxes": {0: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def train(
+    recipe: TrainRecipe,
+    dataset_root: Path,
+    out_dir: Path,
+    *,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+    max_train_pairs: int | None = None,
+) -> ModelBundle:
+    classes = tuple(DefectType.parse(c) for c in recipe.classes)
+    pairs = load_dataset(dataset_root, recipe.dataset_format, recipe.list_file)
+    train_pairs, val_pairs = split_pairs(pairs, recipe.validation_groups, recipe.seed)
+    if max_train_pairs is not None:
+        train_pairs = train_pairs[:max_train_pairs]
+    if not train_pairs:
+        raise DatasetError("no training pairs after the validation split")
+    log(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs (held-out groups: "
+        f"{sorted({p.group for p in val_pairs})})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = out_dir / "cache"
+    fp = fingerprint(train_pairs)
+    recipe_key = hashlib.sha256(json.dumps(recipe.augment.__dict__, sort_keys=True).encode() + fp.encode()).hexdigest()[:12]
+    _seed_everything(recipe.seed)
+
+    def tick(task: str, total: int) -> Callable[[int], None]:
+        return lambda n: progress(task, n, total) if progress else None
+
+    train_set = _cached_samples(
+        cache,
+        f"train-{recipe_key}-{recipe.seed}-{','.join(c.value for c in classes)}",
+        lambda: build_samples(train_pairs, classes, seed=recipe.seed, augment=recipe.augment,
+                              workers=recipe.workers, progress=tick("train samples", len(train_pairs))),
+    )
+    counts = np.bincount(train_set.labels, minlength=len(classes) + 1)
+    log(f"{len(train_set.labels)} training candidates; per class (background first): {counts.tolist()}")
+
+    model = CandidateNet(N_CHANNELS, len(classes) + 1, recipe.width, CROP_PX)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    steps_per_epoch = max(1, int(np.ceil(len(train_set.labels) / recipe.batch_size)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.15
+    )
+    start_epoch = 0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        if ckpt.get("recipe") == recipe.to_dict() and ckpt.get("fingerprint") == fp:
+            model.load_state_dict(ckpt["model"])
+            optimiser.load_state_dict(ckpt["optimiser"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            np.random.set_state(ckpt["numpy_rng"])
+            start_epoch = int(ckpt["epoch"])
+            log(f"resuming from epoch {start_epoch}")
+        else:
+            log("checkpoint is from another recipe or dataset: starting afresh")
+
+    x_all = torch.from_numpy(train_set.crops)
+    y_all = torch.from_numpy(train_set.labels)
+    b_all = torch.from_numpy(train_set.boxes)
+    weights = torch.ones(len(classes) + 1)
+    ce = nn.CrossEntropyLoss(weight=weights, label_smoothing=0.02)
+    rng = np.random.default_rng(recipe.seed + 1)
+    for _ in range(start_epoch):  # keep the shuffling stream identical when resuming
+        rng.permutation(len(y_all))
+        rng.integers(0, 8, steps_per_epoch)
+    for epoch in range(start_epoch, recipe.epochs):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(y_all)))
+        ks = rng.integers(0, 8, steps_per_epoch)
+        total_loss = 0.0
+        t0 = time.time()
+        for step in range(steps_per_epoch):
+            idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            x, b = _dihedral(x_all[idx].float(), b_all[idx], int(ks[step]))
+            y = y_all[idx]
+            logits, box = model(x)
+            loss = ce(logits, y)
+            pos = y > 0
+            if pos.any():
+                loss = loss + recipe.box_loss_weight * nn.functional.smooth_l1_loss(box[pos], b[pos], beta=0.05)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            total_loss += float(loss)
+            if progress:
+                progress("epochs", 0, recipe.epochs)
+        log(f"epoch {epoch + 1}/{recipe.epochs}: loss {total_loss / steps_per_epoch:.4f} ({time.time() - t0:.0f}s)")
+        torch.save(
+            {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(),
+                "recipe": recipe.to_dict(),
+                "fingerprint": fp,
+            },
+            ckpt_path,
+        )
+        if progress:
+            progress("epochs", 1, recipe.epochs)
+
+    bundle_dir = out_dir / "bundle"
+    if bundle_dir.exists():
+        shutil.rmtree(bundle_dir)
+    bundle_dir.mkdir(parents=True)
+    export_onnx(model, bundle_dir / "model.onnx")
+    meta = BundleMeta(
+        version=recipe.version,
+        classes=classes,
+        threshold=0.5,
+        training={
+            "recipe": recipe.to_dict(),
+            "data_fingerprint": fp,
+            "dataset": str(dataset_root),
+            "train_pairs": len(train_pairs),
+            "validation_pairs": len(val_pairs),
+            "validation_groups": sorted({p.group for p in val_pairs}),
+            "torch": torch.__version__,
+        },
+    )
+    bundle = ModelBundle(bundle_dir, meta)
+    bundle.save_meta()
+    if val_pairs:
+        bundle = calibrate(bundle, val_pairs, log=log, workers=recipe.workers)
+    return bundle
+
+
+def calibrate(bundle: ModelBundle, val_pairs: Sequence[AnnotatedPair], *, log: Callable[[str], None], workers: int = 2) -> ModelBundle:
+    """Choose the operating threshold with the best DeepPCB F-score on validation; record the metrics."""
+    inspector = Inspector(bundle)
+    images = [
+        ImageEval(o.detections, o.pair.labels)
+        for o in run_pairs(inspector, val_pairs, score_floor=bundle.meta.score_floor, workers=workers)
+        if o.failure is None
+    ]
+    report = accuracy_report(images, None)
+    metrics: dict[str, Any] = {"validation": report.as_dict()}
+    log(f"validation: {json.dumps(metrics['validation'])}")
+    meta = replace(bundle.meta, threshold=report.operating_point.threshold, metrics=metrics)
+    calibrated = ModelBundle(bundle.path, meta)
+    calibrated.save_meta()
+    return calibrated
+
+
+__all__ = ["train", "calibrate", "load_dataset", "split_pairs", "AugmentConfig"]

@@ -1,0 +1,43 @@
+import cv2
+import numpy as np
+
+from aoi.data.synthetic import generate_template, paint_defect
+from aoi.detection.candidates import CROP_PX, N_CHANNELS
+from aoi.detection.inspector import analyse_pair
+from aoi.schema import DefectType
+
+
+def _centre(box):
+    return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+
+
+def test_identical_pair_has_no_candidates():
+    t = generate_template(np.random.default_rng(10))
+    assert len(analyse_pair(t, t.copy()).candidates.boxes_xyxy) == 0
+
+
+def test_edge_noise_is_not_a_candidate():
+    t = generate_template(np.random.default_rng(11))
+    # Subpixel blur and JPEG ringing move edges by about a pixel: not a defect.
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", cv2.GaussianBlur(t, (3, 3), 0), [cv2.IMWRITE_JPEG_QUALITY, 70])[1], 0)
+    assert len(analyse_pair(jpeg, t).candidates.boxes_xyxy) == 0
+
+
+def test_every_defect_type_yields_a_candidate_inside_its_box():
+    rng = np.random.default_rng(12)
+    for defect_type in DefectType:
+        template = generate_template(rng)
+        test, label = paint_defect(template, defect_type, rng)
+        cands = analyse_pair(test, template).candidates
+        assert cands.crops.shape[1:] == (N_CHANNELS, CROP_PX, CROP_PX)
+        x1, y1, x2, y2 = label.box_px
+        inside = [x1 <= _centre(b)[0] <= x2 and y1 <= _centre(b)[1] <= y2 for b in cands.boxes_xyxy]
+        assert any(inside), f"{defect_type.value}: no candidate inside {label.box_px}"
+
+
+def test_defect_at_the_border_is_kept():
+    template = generate_template(np.random.default_rng(13))
+    test = template.copy()
+    test[0:14, 300:316] = 255 - test[0:14, 300:316]  # a blob touching the top edge
+    boxes = analyse_pair(test, template).candidates.boxes_xyxy
+    assert any(b[1] <= 4 and 295 <= _centre(b)[0] <= 320 for b in boxes)
