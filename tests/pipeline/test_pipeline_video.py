@@ -86,3 +86,13 @@ def test_registry_builds_sources_by_name(tmp_path: Path, video: Path) -> None:
     assert VideoSource("0").target == 0  # a device index given as text
     with pytest.raises(UnknownComponentError, match="unknown source 'ftp'"):
         registry.create("ftp")
+
+
+def test_a_source_that_cannot_open_shows_its_error_in_metrics(tmp_path: Path) -> None:
+    with LinePipeline(FakeInspector(), MemorySink()) as line:
+        line.add_source(VideoSource(str(tmp_path / "unplugged.avi"), name="cam9"))
+        deadline = time.monotonic() + 5
+        while line.metrics()["sources"]["cam9"]["capturing"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cam = line.metrics()["sources"]["cam9"]
+    assert cam["capturing"] is False and "cannot be opened" in cam["error"]

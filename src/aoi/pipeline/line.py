@@ -135,6 +135,7 @@ class LinePipeline:
         self._sources: dict[str, FrameSource] = {}
         self._source_stats: dict[str, _SourceStats] = {}
         self._capture_threads: list[Worker] = []
+        self._capture_by_source: dict[str, Worker] = {}
         self._inspect_threads: list[Worker] = []
         self._store_thread: Worker | None = None
         self._panel_pool: ThreadPoolExecutor | None = None
@@ -259,7 +260,13 @@ class LinePipeline:
         with self._lock:
             counts = dict(self._counts)
             in_flight = self._in_flight
-            sources = {name: vars(stats).copy() for name, stats in self._source_stats.items()}
+            sources: dict[str, dict[str, Any]] = {
+                name: vars(stats).copy() for name, stats in self._source_stats.items()
+            }
+        for name, stats in sources.items():  # a source that cannot run (camera unplugged) shows its error
+            thread = self._capture_by_source.get(name)
+            stats["capturing"] = bool(thread and thread.is_alive())
+            stats["error"] = None if thread is None or thread.error is None else str(thread.error)
         return {
             "running": self.running,
             "uptime_s": round(time.time() - self._started_at, 3) if self._started else 0.0,
@@ -289,6 +296,7 @@ class LinePipeline:
 
         thread = Worker(f"aoi-capture-{name}", capture_once)
         self._capture_threads.append(thread)
+        self._capture_by_source[name] = thread
         thread.start()
 
     def _accept_from_source(self, source: FrameSource, captured: CapturedImage) -> None:

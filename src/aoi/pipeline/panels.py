@@ -223,9 +223,9 @@ def merge_tile_defects(candidates: Sequence[tuple[int, Defect]], px_per_mm: floa
             for cy in range(int(y1 - 1) // _MERGE_CELL_PX, int(y2 + 1) // _MERGE_CELL_PX + 1):
                 buckets.setdefault((cx, cy), []).append(i)
     pairs: set[tuple[int, int]] = set()
-    for members in buckets.values():
-        for a, i in enumerate(members):
-            for j in members[a + 1 :]:
+    for cell in buckets.values():
+        for a, i in enumerate(cell):
+            for j in cell[a + 1 :]:
                 if candidates[i][0] != candidates[j][0]:
                     pairs.add((i, j) if i < j else (j, i))
     # strongest pairs first, so that a group forms around its most confident detections
@@ -240,16 +240,16 @@ def merge_tile_defects(candidates: Sequence[tuple[int, Defect]], px_per_mm: floa
     for i, (_, d) in enumerate(candidates):
         groups.setdefault(root(i), []).append(d)
     defects: list[Defect] = []
-    for members in groups.values():
-        best = max(members, key=lambda d: d.confidence)
-        if len(members) == 1:
+    for group in groups.values():
+        best = max(group, key=lambda d: d.confidence)
+        if len(group) == 1:
             defects.append(best)
             continue
         union = (
-            min(d.box_px[0] for d in members),
-            min(d.box_px[1] for d in members),
-            max(d.box_px[2] for d in members),
-            max(d.box_px[3] for d in members),
+            min(d.box_px[0] for d in group),
+            min(d.box_px[1] for d in group),
+            max(d.box_px[2] for d in group),
+            max(d.box_px[3] for d in group),
         )
         defects.append(replace(best, box_px=union).with_mm(px_per_mm))
     defects.sort(key=lambda d: (d.box_px[1], d.box_px[0]))
