@@ -11,15 +11,16 @@ from aoi.pipeline.protocols import (
     ProductRecipe,
     QueuePolicy,
     ResultSink,
-    StaticTemplateProvider,
     TemplateProvider,
     UnknownProductError,
 )
 from aoi.pipeline.registry import Registry, UnknownComponentError, default_sink_registry, default_source_registry
 from aoi.pipeline.sinks import MemorySink
 from aoi.pipeline.sources import DemoSource, HotFolderSource, SourceError, VideoSource
+from aoi.pipeline.templates import CachingTemplateProvider, StaticTemplateProvider
 
 __all__ = [
+    "CachingTemplateProvider",
     "CapturedImage",
     "DemoSource",
     "FrameSource",

@@ -155,19 +155,3 @@ class InspectorLike(Protocol):
         product: str | None = None,
         origin_px: tuple[float, float] = (0.0, 0.0),
     ) -> InspectionResult: ...
-
-
-class StaticTemplateProvider:
-    """An in-memory product table: for the demo line, scripts and tests."""
-
-    def __init__(self, recipes: dict[str, ProductRecipe] | None = None) -> None:
-        self._recipes: dict[str, ProductRecipe] = dict(recipes or {})
-
-    def add(self, product: str, recipe: ProductRecipe) -> None:
-        self._recipes[product] = recipe
-
-    def recipe(self, product: str) -> ProductRecipe:
-        try:
-            return self._recipes[product]
-        except KeyError:
-            raise UnknownProductError(f"unknown product {product!r}; register it first") from None
