@@ -124,3 +124,25 @@ def test_merge_rules() -> None:
         [(0, _d(DefectType.SPUR, (0, 0, 10, 10))), (1, _d(DefectType.SHORT, (10, 0, 20, 10)))], PX_PER_MM
     )
     assert len(apart) == 2
+
+
+class FailingTile(FakeInspector):
+    def inspect(self, test, template, *, image_id, **kwargs):  # type: ignore[no-untyped-def,override]
+        if image_id.endswith("#t5"):
+            raise RegistrationError("template does not match")
+        return super().inspect(test, template, image_id=image_id, **kwargs)
+
+
+def test_a_tile_that_does_not_register_fails_the_panel_with_its_place() -> None:
+    template = _panel_template()
+    with pytest.raises(RegistrationError, match=r"tile 5 at x=\d+, y=\d+ .*template does not match"):
+        inspect_panel(
+            FailingTile(),
+            template.copy(),
+            template,
+            px_per_mm=PX_PER_MM,
+            image_id="bad",
+            tile_px=256,
+            overlap_px=32,
+            workers=2,
+        )

@@ -34,6 +34,7 @@ from aoi.pipeline.protocols import (
     UnknownProductError,
 )
 from aoi.pipeline.stages import BoundedQueue, LatencyRecorder, QueueClosed, QueueFull, Worker
+from aoi.pipeline.templates import CachingTemplateProvider
 from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
@@ -62,7 +63,11 @@ class StoredInspection:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Sizes and defaults of the line. `panel_threshold_px`: larger images are tiled (panels.py)."""
+    """Sizes and defaults of the line. `panel_threshold_px`: larger images are tiled (panels.py).
+
+    `recipe_cache_ttl_s`: product recipes (decoded templates) are cached this long, so an edited
+    product takes effect within that time; 0 turns the cache off.
+    """
 
     inspect_workers: int = 2
     inspect_queue: int = 16
@@ -73,6 +78,7 @@ class PipelineConfig:
     panel_tile_px: int = 1024
     panel_overlap_px: int = 96
     panel_workers: int = 2
+    recipe_cache_ttl_s: float = 5.0
 
 
 @dataclass
@@ -119,8 +125,10 @@ class LinePipeline:
     ) -> None:
         self.inspector = inspector
         self.sink = sink
-        self.templates = templates
         self.config = config or PipelineConfig()
+        if templates is not None and self.config.recipe_cache_ttl_s > 0:
+            templates = CachingTemplateProvider(templates, ttl_s=self.config.recipe_cache_ttl_s)
+        self.templates = templates
         if self.config.inspect_workers < 1:
             raise ValueError(f"inspect_workers must be >= 1, got {self.config.inspect_workers}")
         self._inspect_q: BoundedQueue[_Job] = BoundedQueue(

@@ -10,7 +10,7 @@ GIL in OpenCV and onnxruntime, so N threads use N cores.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -97,23 +97,29 @@ def inspect_panel(
 
     def run(tile: Tile) -> InspectionResult:
         window = np.s_[tile.y_px : tile.y_px + tile.h_px, tile.x_px : tile.x_px + tile.w_px]
-        return inspector.inspect(
-            panel[window],
-            template[window],
-            image_id=f"{image_id}#t{tile.index}",
-            px_per_mm=px_per_mm,
-            rules=rules,
-            product=product,
-            origin_px=(float(tile.x_px), float(tile.y_px)),
-        )
+        try:
+            return inspector.inspect(
+                panel[window],
+                template[window],
+                image_id=f"{image_id}#t{tile.index}",
+                px_per_mm=px_per_mm,
+                rules=rules,
+                product=product,
+                origin_px=(float(tile.x_px), float(tile.y_px)),
+            )
+        except RegistrationError as exc:
+            raise RegistrationError(
+                f"{image_id}: tile {tile.index} at x={tile.x_px}, y={tile.y_px} ({tile.w_px}x{tile.h_px} px) "
+                f"does not register to its template window: {exc}"
+            ) from exc
 
     if executor is not None:
-        tile_results = list(executor.map(run, tiles))
+        tile_results = _run_all(executor, run, tiles)
     elif workers <= 1 or len(tiles) == 1:
         tile_results = [run(t) for t in tiles]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aoi-panel") as pool:
-            tile_results = list(pool.map(run, tiles))
+            tile_results = _run_all(pool, run, tiles)
     inspected = time.perf_counter()
 
     candidates: list[tuple[int, Defect]] = []
@@ -149,6 +155,19 @@ def inspect_panel(
         registration=registration,
         product=product,
     )
+
+
+def _run_all(
+    executor: Executor, run: Callable[[Tile], InspectionResult], tiles: Sequence[Tile]
+) -> list[InspectionResult]:
+    """Results in tile order; on the first failure the tiles not yet started are cancelled."""
+    futures = [executor.submit(run, t) for t in tiles]
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
 
 
 def _iou_and_containment(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
