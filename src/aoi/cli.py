@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -152,6 +152,19 @@ def bench(
 
     report = run_bench(root, list_file, groups, model, workers, sweep, scratch_boards, limit, err)
     print(json.dumps(report))
+
+
+def _register_service_commands() -> None:
+    from aoi import service_cli
+
+    app.command("serve")(service_cli.serve)
+    app.command("export")(service_cli.export)
+    keys = typer.Typer(no_args_is_help=True, help="API keys for the line service's write endpoints.")
+    keys.command("create")(service_cli.keys_create)
+    app.add_typer(keys, name="keys")
+
+
+_register_service_commands()
 
 
 def main() -> None:

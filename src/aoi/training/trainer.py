@@ -216,7 +216,7 @@ def train(
             loss.backward()
             optimiser.step()
             scheduler.step()
-            total_loss += float(loss)
+            total_loss += float(loss.detach())
             if progress:
                 progress("epochs", 0, recipe.epochs)
         log(f"epoch {epoch + 1}/{recipe.epochs}: loss {total_loss / steps_per_epoch:.4f} ({time.time() - t0:.0f}s)")
