@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tests.service.conftest import Service, paint_board, with_short
 
 from aoi.data.coco import read_coco
 from aoi.data.deeppcb import read_deeppcb
@@ -14,7 +15,6 @@ from aoi.data.images import read_image
 from aoi.data.yolo import read_yolo
 from aoi.schema import DefectType
 from aoi.storage.export import ExportError, export_reviewed
-from tests.service.conftest import Service, paint_board, with_short
 
 
 def _reviewed_line(service: Service) -> tuple[str, dict]:

@@ -7,7 +7,6 @@ import zlib
 import cv2
 import numpy as np
 from fastapi.testclient import TestClient
-
 from tests.service.conftest import Service, paint_board, png, with_short
 
 
@@ -152,8 +151,9 @@ def test_bad_uploads_are_refused_and_nothing_is_written(service: Service) -> Non
     r = _post_inspection(service, {"image": ("x.png", good, "image/png")})
     _assert_refused(service, r, 422, "give either", before)
 
-    r = _post_inspection(service, {"image": ("x.png", good, "image/png"), "template": ("t.png", png(template))},
-                         {"product": pid})
+    r = _post_inspection(
+        service, {"image": ("x.png", good, "image/png"), "template": ("t.png", png(template))}, {"product": pid}
+    )
     _assert_refused(service, r, 422, "not both", before)
 
     r = _post_inspection(service, {}, {"product": pid})
@@ -183,7 +183,12 @@ def test_missing_or_wrong_key_is_401_and_nothing_is_written(service: Service) ->
     product = service.add_product()
     before = service.counts()
     good = png(with_short(paint_board()))
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": service.key}, {"Authorization": "Bearer "}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": service.key},
+        {"Authorization": "Bearer "},
+    ):
         r = _post_inspection(service, {"image": ("x.png", good, "image/png")}, {"product": product["id"]}, headers)
         _assert_refused(service, r, 401, "key", before)
         assert r.headers["www-authenticate"] == "Bearer"
@@ -231,6 +236,9 @@ def _png_bomb() -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
     )

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from tests.service.conftest import FakeInspector, Service, paint_board, png, with_short
 from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app
 from aoi.service_cli import app as service_cli
 from aoi.storage import Storage
 from aoi.storage.keys import find_api_key, hash_token
-from tests.service.conftest import FakeInspector, Service, paint_board, png, with_short
 
 
 def test_health(service: Service) -> None:
@@ -79,12 +80,17 @@ def test_keys_create_prints_the_key_last_and_stores_only_its_hash(tmp_path: Path
         assert row is not None and row.label == "station-3" and row.key_hash == hash_token(key)
         assert find_api_key(session, key + "x") is None
     # the key works for writes on an app over the same data dir
-    app = create_app(ServiceSettings(data_dir=tmp_path, serve_dashboard=False), inspector=FakeInspector(),
-                     storage=storage)
+    app = create_app(
+        ServiceSettings(data_dir=tmp_path, serve_dashboard=False), inspector=FakeInspector(), storage=storage
+    )
     with TestClient(app) as client:
         files = {"template": ("t.png", png(paint_board()), "image/png")}
-        r = client.post("/api/v1/products", data={"name": "p", "px_per_mm": "20"}, files=files,
-                        headers={"Authorization": f"Bearer {key}"})
+        r = client.post(
+            "/api/v1/products",
+            data={"name": "p", "px_per_mm": "20"},
+            files=files,
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert r.status_code == 201, r.text
     storage.close()
 
@@ -92,8 +98,9 @@ def test_keys_create_prints_the_key_last_and_stores_only_its_hash(tmp_path: Path
 def test_export_command(service: Service, tmp_path: Path) -> None:
     product = service.add_product()
     body = service.inspect(with_short(paint_board()), product["id"])
-    service.client.post(f"/api/v1/defects/{body['defects'][0]['id']}/review", json={"decision": "confirm"},
-                        headers=service.auth)
+    service.client.post(
+        f"/api/v1/defects/{body['defects'][0]['id']}/review", json={"decision": "confirm"}, headers=service.auth
+    )
     args = ["export", str(tmp_path / "ds"), "--data-dir", str(service.data_dir)]
     if service.backend != "sqlite":
         args += ["--database-url", service.storage.db.url]
@@ -101,3 +108,52 @@ def test_export_command(service: Service, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "exported 1 reviewed images with 1 defects" in result.output
     assert (tmp_path / "ds" / "trainval.txt").is_file()
+
+
+def test_served_line_runs_demo_and_hot_folder_and_stops_gracefully(tmp_path: Path) -> None:
+    """`aoi serve` composition: app + pipeline (inbox hot folder + demo feeder) with the fake inspector."""
+    from aoi.api.line import LineOptions, build_line
+
+    storage = Storage.open(tmp_path / "data")
+    inspector = FakeInspector()
+    options = LineOptions(demo=True, demo_rate_hz=20.0)
+    app = create_app(
+        ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False),
+        inspector=inspector,
+        storage=storage,
+        line_factory=lambda svc: build_line(svc, options, inspector),
+    )
+    inbox = storage.data_dir / "inbox"
+    with TestClient(app) as client:
+        import cv2
+
+        template = paint_board()
+        cv2.imwrite(str(inbox / "scan1_temp.png"), template)
+        cv2.imwrite(str(inbox / "scan1.png"), with_short(template))
+        deadline = time.monotonic() + 15
+        page: dict = {}
+        while time.monotonic() < deadline:
+            page = client.get("/api/v1/inspections", params={"limit": 500}).json()
+            sources = {i["source"] for i in page["items"]}
+            if {"demo", "hotfolder"} <= sources and page["total"] >= 3:
+                break
+            time.sleep(0.1)
+        assert {"demo", "hotfolder"} <= {i["source"] for i in page["items"]}, page
+        health = client.get("/health").json()
+        assert health["pipeline"]["running"] is True
+        assert 'aoi_queue_depth{name="inspect"}' in client.get("/metrics").text
+        demo_item = next(i for i in page["items"] if i["source"] == "demo")
+        assert demo_item["product_name"] == "demo"
+        scan = next(i for i in page["items"] if i["source"] == "hotfolder")
+        assert scan["image_id"] == "scan1.png" and scan["verdict"] == "fail"
+    # after shutdown every accepted board is stored: the count no longer changes
+    with storage.db.session() as session:
+        from aoi.storage.inspections import InspectionFilter, InspectionRepository
+
+        _, total = InspectionRepository(session).page(InspectionFilter(), 1, 0)
+    time.sleep(0.3)
+    with storage.db.session() as session:
+        _, total_later = InspectionRepository(session).page(InspectionFilter(), 1, 0)
+    assert total == total_later >= 3
+    assert (inbox / "done" / "scan1.png").exists()
+    storage.close()

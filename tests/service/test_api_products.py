@@ -13,8 +13,11 @@ def _post_product(service: Service, data: dict, template: bytes | None = None, h
 
 
 def test_register_and_list_products(service: Service) -> None:
-    rules = {"per_type": {"open": {"max_count": 0, "min_size_um": 50.0}}, "default": {"max_count": 2, "min_size_um": 0},
-             "min_confidence": 0.5}
+    rules = {
+        "per_type": {"open": {"max_count": 0, "min_size_um": 50.0}},
+        "default": {"max_count": 2, "min_size_um": 0},
+        "min_confidence": 0.5,
+    }
     import json
 
     r = _post_product(service, {"name": "ipc-4", "px_per_mm": "25.5", "rules": json.dumps(rules)})

@@ -26,7 +26,11 @@ def test_review_confirm_false_call_reclassify(service: Service) -> None:
     r = post(f"/api/v1/defects/{b}/review", json={"decision": "false_call", "reviewer": "op-7"}, headers=service.auth)
     assert r.json()["defect"]["review"]["reviewed_by"] == "op-7"
     r = post(f"/api/v1/defects/{c}/review", json={"decision": "reclassify", "type": "pinhole"}, headers=service.auth)
-    assert r.json()["defect"]["review"] == {**r.json()["defect"]["review"], "status": "reclassified", "type": "pin-hole"}
+    assert r.json()["defect"]["review"] == {
+        **r.json()["defect"]["review"],
+        "status": "reclassified",
+        "type": "pin-hole",
+    }
     stored = service.client.get(f"/api/v1/inspections/{body['id']}").json()
     statuses = {d["id"]: d["review"]["status"] for d in stored["defects"]}
     assert statuses == {a: "confirmed", b: "false_call", c: "reclassified"}
@@ -78,7 +82,12 @@ def test_stats_yield_pareto_hours_products_reviews(service: Service) -> None:
     assert stats["inspections"] == {"total": 4, "passed": 2, "failed": 2, "yield": 0.5}
     assert stats["defects_by_type"] == {"short": 2, "spur": 1}  # 4 reported, 1 false call, 1 reclassified
     assert stats["reviews"] == {
-        "defects": 4, "reviewed": 3, "pending": 1, "confirmed": 1, "false_calls": 1, "reclassified": 1
+        "defects": 4,
+        "reviewed": 3,
+        "pending": 1,
+        "confirmed": 1,
+        "false_calls": 1,
+        "reclassified": 1,
     }
     assert sum(h["total"] for h in stats["per_hour"]) == 4
     assert stats["per_hour"][0]["hour"].endswith(("Z", "+00:00"))

@@ -10,9 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
+from tests.service.conftest import FakeInspector, paint_board, with_short
 
 from aoi.api.line import DatabaseTemplateProvider, MeteredSink
 from aoi.api.metrics import ServiceMetrics
@@ -23,7 +24,6 @@ from aoi.storage.database import MIGRATIONS_DIR, DatabaseConfigError, resolve_da
 from aoi.storage.inspections import InspectionFilter, InspectionRepository
 from aoi.storage.models import ProductRow
 from aoi.verdict import VerdictRules
-from tests.service.conftest import FakeInspector, paint_board, with_short
 
 
 def _result(image_id: str = "b1", product: str | None = None) -> InspectionResult:
@@ -42,8 +42,17 @@ def _result(image_id: str = "b1", product: str | None = None) -> InspectionResul
 def _add_product(storage: Storage, name: str = "board-a") -> str:
     template_path = storage.images.save_template(name + "-id", paint_board())
     with storage.db.transaction() as session:
-        session.add(ProductRow(id=name + "-id", name=name, template_path=template_path, template_width_px=640,
-                               template_height_px=640, px_per_mm=20.0, rules=VerdictRules().to_dict()))
+        session.add(
+            ProductRow(
+                id=name + "-id",
+                name=name,
+                template_path=template_path,
+                template_width_px=640,
+                template_height_px=640,
+                px_per_mm=20.0,
+                rules=VerdictRules().to_dict(),
+            )
+        )
     return name + "-id"
 
 
@@ -74,7 +83,7 @@ def test_sink_stores_each_source_key_once(storage: Storage) -> None:
     again = sink.store(_result(), image, None, "hotfolder:a.png:1:2")
     assert first == again and sink.already_done("hotfolder:a.png:1:2")
     with storage.db.session() as session:
-        items, total = InspectionRepository(session).list(InspectionFilter(), 10, 0)
+        items, total = InspectionRepository(session).page(InspectionFilter(), 10, 0)
     assert total == 1 and items[0].source == "hotfolder"
     assert len(list((storage.data_dir / "images").rglob("*.png"))) == 1  # the duplicate's files were removed
 
@@ -146,7 +155,7 @@ def test_hot_folder_line_stores_every_file_exactly_once_across_restarts(storage:
 
     run_line(7)
     with storage.db.session() as session:
-        items, total = InspectionRepository(session).list(InspectionFilter(), 50, 0)
+        items, total = InspectionRepository(session).page(InspectionFilter(), 50, 0)
     assert total == 6
     assert sorted(i.result.image_id for i in items) == [f"board-a/b{i}.png" for i in range(6)]
     assert {i.product_id for i in items} == {"board-a-id"}
@@ -159,7 +168,7 @@ def test_hot_folder_line_stores_every_file_exactly_once_across_restarts(storage:
     os.utime(inbox / "board-a" / "b1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     run_line(1)
     with storage.db.session() as session:
-        _, total_after = InspectionRepository(session).list(InspectionFilter(), 50, 0)
+        _, total_after = InspectionRepository(session).page(InspectionFilter(), 50, 0)
     assert total_after == 6  # skipped as already done, not stored twice
     assert not (inbox / "board-a" / "b1.png").exists()
     assert (inbox / "failed" / "board-a" / "broken.png").exists()

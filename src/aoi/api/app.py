@@ -49,7 +49,8 @@ def create_app(
     if inspector is None:
         from aoi.detection.inspector import Inspector
 
-        inspector = Inspector.load(settings.model_bundle)
+        loaded: InspectorLike = Inspector.load(settings.model_bundle)
+        inspector = loaded
     metrics = ServiceMetrics()
     product_service = ProductService(storage)
     svc = Services(

@@ -111,10 +111,10 @@ def ensure_demo_product(storage: Storage) -> None:
     with storage.db.session() as session:
         if ProductRepository(session).get(DEMO_PRODUCT) is not None:
             return
+    import cv2
+
     from aoi.api.services import ProductService, Upload  # local: only the demo needs it
     from aoi.data.synthetic import generate_template
-
-    import cv2
 
     template = generate_template(np.random.default_rng(0))
     ok, encoded = cv2.imencode(".png", template)
@@ -154,5 +154,7 @@ def build_line(svc: Services, options: LineOptions, inspector: Any) -> ServiceLi
         return {name: float(s["dropped"]) for name, s in pipeline.metrics()["sources"].items()}
 
     svc.metrics.add_gauge("queue_depth", "Items waiting in each pipeline queue.", queue_depths)
-    svc.metrics.add_gauge("source_dropped_frames", "Frames a live source dropped because the line was behind.", dropped_frames)
+    svc.metrics.add_gauge(
+        "source_dropped_frames", "Frames a live source dropped because the line was behind.", dropped_frames
+    )
     return ServiceLine(pipeline, options.stop_timeout_s)

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,7 @@ from aoi.storage import Storage
 from aoi.storage.inspections import InspectionFilter, InspectionRepository, ReviewError
 from aoi.storage.models import ProductRow
 from aoi.storage.products import ProductRepository
-from aoi.storage.records import Product, ReviewDecision, StoredInspection
+from aoi.storage.records import Product, ReviewDecision, StoredInspection, as_utc
 from aoi.storage.stats import LineStats, compute_stats
 from aoi.verdict import VerdictRules
 
@@ -46,7 +46,10 @@ _IMAGE_MAGIC = (
 
 
 class InspectorLike(Protocol):
-    """The engine surface the API calls (`aoi.detection.inspector.Inspector` satisfies it)."""
+    """The engine surface the API calls (`aoi.detection.inspector.Inspector` satisfies it).
+
+    `model_version` is read-only here (the engine exposes it as a property).
+    """
 
     @property
     def model_version(self) -> str: ...
@@ -125,7 +128,7 @@ class ProductService:
 
     def list(self) -> list[Product]:
         with self.storage.db.session() as session:
-            return ProductRepository(session).list()
+            return ProductRepository(session).all()
 
     def get(self, id_or_name: str) -> Product:
         with self.storage.db.session() as session:
@@ -222,7 +225,7 @@ class InspectionService:
             from aoi.pipeline.panels import inspect_panel  # only large panels need the tiler
 
             return inspect_panel(
-                self.inspector,
+                cast(Any, self.inspector),  # the pipeline's protocol declares model_version settable
                 test,
                 template,
                 px_per_mm=px_per_mm,
@@ -245,7 +248,7 @@ class InspectionService:
 
     def list(self, filters: InspectionFilter, limit: int, offset: int) -> tuple[list[StoredInspection], int]:
         with self.storage.db.session() as session:
-            return InspectionRepository(session).list(filters, limit, offset)
+            return InspectionRepository(session).page(filters, limit, offset)
 
     def filters(
         self,
@@ -265,12 +268,12 @@ class InspectionService:
         try:
             test = self.storage.images.load(stored.test_image_path)
         except ImageError as exc:
-            raise ApiError(404, "image_missing", f"the tested image of inspection {inspection_id} is missing: {exc}")
+            raise ApiError(
+                404, "image_missing", f"the tested image of inspection {inspection_id} is missing: {exc}"
+            ) from None
         return test, stored.result
 
-    def review(
-        self, defect_id: str, decision: ReviewDecision, new_type: str | None, reviewer: str
-    ) -> StoredInspection:
+    def review(self, defect_id: str, decision: ReviewDecision, new_type: str | None, reviewer: str) -> StoredInspection:
         parsed_type = None
         if new_type is not None:
             try:
@@ -279,9 +282,7 @@ class InspectionService:
                 raise ApiError(422, "invalid_type", str(exc)) from None
         try:
             with self.storage.db.transaction() as session:
-                inspection_id = InspectionRepository(session).review_defect(
-                    defect_id, decision, reviewer, parsed_type
-                )
+                inspection_id = InspectionRepository(session).review_defect(defect_id, decision, reviewer, parsed_type)
                 if inspection_id is None:
                     raise not_found("defect", defect_id)
         except ReviewError as exc:
@@ -294,6 +295,4 @@ class InspectionService:
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    from aoi.storage.records import as_utc
-
     return None if moment is None else as_utc(moment)

@@ -27,7 +27,7 @@ from aoi.storage.records import StoredInspection
 JPEG_LOSSLESS_ENOUGH = [cv2.IMWRITE_JPEG_QUALITY, 100]
 
 
-class ExportFormat(str, enum.Enum):
+class ExportFormat(enum.StrEnum):
     DEEPPCB = "deeppcb"
     YOLO = "yolo"
     COCO = "coco"
@@ -89,7 +89,9 @@ def collect_reviewed(storage: Storage) -> tuple[list[ReviewedPair], int]:
     return pairs, skipped
 
 
-def export_reviewed(storage: Storage, out_dir: Path | str, fmt: ExportFormat | str = ExportFormat.DEEPPCB) -> ExportReport:
+def export_reviewed(
+    storage: Storage, out_dir: Path | str, fmt: ExportFormat | str = ExportFormat.DEEPPCB
+) -> ExportReport:
     """Write the reviewed defects of `storage` under `out_dir` in `fmt` layout.
 
     Read back with `read_deeppcb(out_dir)`, `read_yolo(out_dir)` or `read_coco(out_dir / "annotations.json")`.

@@ -6,6 +6,7 @@ Files are written before the database commit and removed again if the commit fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -65,10 +66,8 @@ class ImageStore:
         return image
 
     def delete(self, relative: str) -> None:
-        try:
+        with contextlib.suppress(OSError):  # best effort: a leftover file is harmless, a crash here is not
             self.path(relative).unlink(missing_ok=True)
-        except OSError:
-            pass
         with self._lock:
             self._cache.pop(relative, None)
 

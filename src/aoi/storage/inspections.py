@@ -60,7 +60,7 @@ class InspectionRepository:
     def id_for_source_key(self, source_key: str) -> str | None:
         return self.session.scalar(select(InspectionRow.id).where(InspectionRow.source_key == source_key))
 
-    def list(self, filters: InspectionFilter, limit: int, offset: int) -> tuple[list[StoredInspection], int]:
+    def page(self, filters: InspectionFilter, limit: int, offset: int) -> tuple[list[StoredInspection], int]:
         """One page, newest first, and the total number of matches."""
         total = self.session.scalar(filters.apply(select(func.count()).select_from(InspectionRow))) or 0
         rows = self.session.scalars(

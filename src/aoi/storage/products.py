@@ -28,6 +28,6 @@ class ProductRepository:
     def name_taken(self, name: str) -> bool:
         return self.session.scalar(select(ProductRow.id).where(ProductRow.name == name)) is not None
 
-    def list(self) -> list[Product]:
+    def all(self) -> list[Product]:
         rows = self.session.scalars(select(ProductRow).order_by(ProductRow.created_at, ProductRow.name))
         return [product_from_row(r) for r in rows]

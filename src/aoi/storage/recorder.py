@@ -147,9 +147,7 @@ class DatabaseSink:
         self.recorder = recorder
         self.source = source
 
-    def store(
-        self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str
-    ) -> str:
+    def store(self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str) -> str:
         product: Product | None = None
         template_image: np.ndarray | None = None
         if template_ref:

@@ -16,7 +16,7 @@ from aoi.storage.models import DefectRow, InspectionRow, ProductRow
 from aoi.verdict import VerdictRules
 
 
-class ReviewDecision(str, enum.Enum):
+class ReviewDecision(enum.StrEnum):
     CONFIRM = "confirm"
     FALSE_CALL = "false_call"
     RECLASSIFY = "reclassify"

@@ -61,9 +61,7 @@ def upgrade() -> None:
     op.create_table(
         "defects",
         sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column(
-            "inspection_id", sa.String(32), sa.ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("inspection_id", sa.String(32), sa.ForeignKey("inspections.id", ondelete="CASCADE"), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("confidence", sa.Float(), nullable=False),
