@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # other work on the machine slows the figure
         "model_version": result.model_version,
         "build_s": round(build_s, 2),
         "inspect_panel_s": round(panel_s, 2),

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from aoi.data.images import MAX_PIXELS, read_image
-from aoi.pipeline.protocols import CapturedImage, Outcome, OutcomeStatus, QueuePolicy, _StopFlag
+from aoi.pipeline.protocols import CapturedImage, Outcome, OutcomeStatus, QueuePolicy, StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class HotFolderSource:
         self.moved_done = 0
         self.moved_failed = 0
 
-    def frames(self, stop: _StopFlag) -> Iterator[CapturedImage]:
+    def frames(self, stop: StopFlag) -> Iterator[CapturedImage]:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -278,7 +278,7 @@ class VideoSource:
             raise SourceError(f"video source {self.target!r} cannot be opened")
         return capture
 
-    def frames(self, stop: _StopFlag) -> Iterator[CapturedImage]:
+    def frames(self, stop: StopFlag) -> Iterator[CapturedImage]:
         capture = self._open()
         session = uuid.uuid4().hex[:8]
         reconnects_left = self.reconnects
@@ -350,7 +350,7 @@ class DemoSource:
         self.pair_factory = pair_factory or synthetic_pair
         self.policy = policy
 
-    def frames(self, stop: _StopFlag) -> Iterator[CapturedImage]:
+    def frames(self, stop: StopFlag) -> Iterator[CapturedImage]:
         rng = np.random.default_rng(self.seed)
         session = uuid.uuid4().hex[:8]
         index = 0
