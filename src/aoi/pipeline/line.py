@@ -311,7 +311,7 @@ class LinePipeline:
         stats = self._source_stats[source.name]
         with self._lock:
             stats.captured += 1
-        if self.sink.already_done(captured.source_key):  # resume after a crash: stored, not yet moved
+        if self._already_done(captured.source_key):  # resume after a crash: stored, not yet moved
             with self._lock:
                 stats.skipped += 1
                 self._counts["skipped"] += 1
@@ -342,6 +342,14 @@ class LinePipeline:
         if dropped is not None:
             _safe_ack(dropped.captured, Outcome(OutcomeStatus.DROPPED, dropped.captured.source_key))
             self._end()
+
+    def _already_done(self, source_key: str) -> bool:
+        """Ask the sink; if it cannot answer, inspect anyway: its UNIQUE source_key still stores once."""
+        try:
+            return self.sink.already_done(source_key)
+        except Exception:
+            log.exception("sink could not say whether %s is done; inspecting it", source_key)
+            return False
 
     def _inspect_once(self) -> bool:
         try:
