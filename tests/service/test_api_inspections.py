@@ -242,3 +242,29 @@ def _png_bomb() -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
         + chunk(b"IEND", b"")
     )
+
+
+def test_concurrent_uploads_are_all_stored_once(service: Service) -> None:
+    """Routes run in the threadpool; SQLite (WAL, busy timeout) and PostgreSQL take parallel writers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    product = service.add_product()
+    board = png(with_short(paint_board()))
+
+    def upload(i: int) -> tuple[int, str]:
+        r = service.client.post(
+            "/api/v1/inspections",
+            data={"product": product["id"], "image_id": f"c{i}"},
+            files={"image": ("c.png", board, "image/png")},
+            headers=service.auth,
+        )
+        return r.status_code, r.json().get("id", r.text)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(upload, range(32)))
+    assert [status for status, _ in answers] == [201] * 32
+    assert len({inspection_id for _, inspection_id in answers}) == 32
+    page = service.client.get("/api/v1/inspections", params={"limit": 100}).json()
+    assert page["total"] == 32
+    assert sorted(i["image_id"] for i in page["items"]) == sorted(f"c{i}" for i in range(32))
+    assert service.counts()["defects"] == 32

@@ -206,7 +206,7 @@ class InspectionService:
         except InspectionInputError as exc:
             raise ApiError(422, type(exc).__name__, str(exc)) from exc
         stored = self.storage.recorder.record(
-            result, test, product=product, template_image=uploaded_template, source="upload"
+            result, test, product=product, template_image=uploaded_template, source="upload", test_png=image.data
         )
         self.metrics.observe_inspection(stored.result.verdict.value, "upload", time.perf_counter() - started)
         return stored

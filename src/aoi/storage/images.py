@@ -19,6 +19,7 @@ import numpy as np
 
 from aoi.data.images import read_image
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # lossless; level 1 keeps a 640x640 write at a few ms
 
 
@@ -40,9 +41,12 @@ class ImageStore:
             raise ImageStoreError(f"image path {relative!r} leaves the image store")
         return full
 
-    def save_inspection_image(self, inspection_id: str, image: np.ndarray, role: str = "test") -> str:
+    def save_inspection_image(
+        self, inspection_id: str, image: np.ndarray, role: str = "test", png_bytes: bytes | None = None
+    ) -> str:
+        """`png_bytes`: the upload itself when it already is a PNG (kept as received, no re-encoding)."""
         day = datetime.now(UTC).strftime("%Y%m%d")
-        return self._write(f"inspections/{day}/{inspection_id}_{role}.png", image)
+        return self._write(f"inspections/{day}/{inspection_id}_{role}.png", image, png_bytes)
 
     def save_template(self, product_id: str, image: np.ndarray) -> str:
         return self._write(f"templates/{product_id}.png", image)
@@ -71,15 +75,17 @@ class ImageStore:
         with self._lock:
             self._cache.pop(relative, None)
 
-    def _write(self, relative: str, image: np.ndarray) -> str:
+    def _write(self, relative: str, image: np.ndarray, png_bytes: bytes | None = None) -> str:
         full = self.path(relative)
         full.parent.mkdir(parents=True, exist_ok=True)
-        ok, encoded = cv2.imencode(".png", image, PNG_FAST)
-        if not ok:
-            raise ImageStoreError(f"could not encode {relative} as PNG")
+        if png_bytes is None or not png_bytes.startswith(PNG_SIGNATURE):
+            ok, encoded = cv2.imencode(".png", image, PNG_FAST)
+            if not ok:
+                raise ImageStoreError(f"could not encode {relative} as PNG")
+            png_bytes = encoded.tobytes()
         tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
         try:
-            tmp.write_bytes(encoded.tobytes())
+            tmp.write_bytes(png_bytes)
             os.replace(tmp, full)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
