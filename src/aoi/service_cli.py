@@ -59,8 +59,17 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 2**20),
         model_bundle=model,
     )
-    storage = Storage.open(settings.data_dir, settings.database_url)
-    inspector = Inspector.load(settings.model_bundle)
+    try:
+        storage = Storage.open(settings.data_dir, settings.database_url)
+    except Exception as exc:  # bad URL, unreachable server, unwritable folder: say so, no traceback
+        typer.echo(f"error: cannot open the results database: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        inspector = Inspector.load(settings.model_bundle)
+    except Exception as exc:
+        storage.close()
+        typer.echo(f"error: cannot load the model bundle: {exc}", err=True)
+        raise typer.Exit(2) from None
     options = LineOptions(
         hot_folder=not no_hot_folder,
         camera=camera,
