@@ -146,3 +146,39 @@ def test_a_tile_that_does_not_register_fails_the_panel_with_its_place() -> None:
             overlap_px=32,
             workers=2,
         )
+
+
+def _shifted(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The image moved by (dx, dy): pixel (x, y) of the result shows (x - dx, y - dy) of the input."""
+    out = np.zeros_like(image)
+    h, w = image.shape
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def test_whole_panel_shift_is_found_and_tiles_take_moved_template_windows() -> None:
+    """A line-scan trigger offset larger than one tile's registration range (the fake has none at all)."""
+    template = np.zeros((1400, 1400), np.uint8)
+    template[300:1100, 300:1100] = _panel_template((800, 800), seed=4)  # edge tiles stay blank
+    panel = with_defect(_shifted(template, 40, -24), (600, 650, 612, 660))
+    aligned = inspect_panel(
+        FakeInspector(), panel, template, px_per_mm=PX_PER_MM, image_id="s", tile_px=256, overlap_px=32
+    )
+    assert (aligned.registration["panel_dx"], aligned.registration["panel_dy"]) == (40.0, -24.0)
+    assert [d.box_px for d in aligned.defects] == [(600.0, 650.0, 612.0, 660.0)]
+    unaligned = inspect_panel(
+        FakeInspector(), panel, template, px_per_mm=PX_PER_MM, image_id="u", tile_px=256, overlap_px=32, align=False
+    )
+    assert len(unaligned.defects) > 10  # without it every copper edge differs
+
+
+def test_small_or_absent_shift_leaves_windows_in_place() -> None:
+    from aoi.pipeline.panels import estimate_panel_shift
+
+    template = _panel_template((1200, 1200), seed=6)
+    assert estimate_panel_shift(template, template, 512) == (0, 0)
+    assert estimate_panel_shift(_shifted(template, 3, -2), template, 512) == (0, 0)  # tile registration's job
+    assert estimate_panel_shift(_shifted(template, -70, 35), template, 512) == (-70, 35)
+    assert estimate_panel_shift(_shifted(template, -70, 35), template, 50) == (0, 0)  # beyond the allowed range

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from aoi.pipeline.protocols import InspectorLike
@@ -77,11 +78,15 @@ def inspect_panel(
     overlap_px: int = 96,
     workers: int = 2,
     executor: Executor | None = None,
+    align: bool = True,
+    max_align_shift_px: int = 512,
 ) -> InspectionResult:
     """Inspect `panel` against its same-size `template` tile by tile; one merged result in panel coordinates.
 
-    A tile that fails to register makes the whole panel fail (RegistrationError): a panel with a hole
-    in its inspection must not pass.
+    With `align`, a coarse whole-panel shift (line-scan trigger jitter, beyond what one tile's
+    registration searches) is estimated first, and each tile takes the template window moved by
+    it; the engine then registers the small local rest. A tile that fails to register makes the
+    whole panel fail (RegistrationError): a panel with a hole in its inspection must not pass.
     """
     started = time.perf_counter()
     if panel.ndim != 2 or template.ndim != 2:
@@ -94,13 +99,19 @@ def inspect_panel(
     h, w = panel.shape
     tiles = plan_tiles((w, h), tile_px, overlap_px)
     rules = rules or VerdictRules()
+    shift_x, shift_y = estimate_panel_shift(panel, template, max_align_shift_px) if align else (0, 0)
 
     def run(tile: Tile) -> InspectionResult:
         window = np.s_[tile.y_px : tile.y_px + tile.h_px, tile.x_px : tile.x_px + tile.w_px]
+        # test pixel (x, y) shows template pixel (x - shift_x, y - shift_y); clamp at the panel edge,
+        # where the engine's registration absorbs what is left
+        gx = min(max(tile.x_px - shift_x, 0), w - tile.w_px)
+        gy = min(max(tile.y_px - shift_y, 0), h - tile.h_px)
+        golden = np.s_[gy : gy + tile.h_px, gx : gx + tile.w_px]
         try:
             return inspector.inspect(
                 panel[window],
-                template[window],
+                template[golden],
                 image_id=f"{image_id}#t{tile.index}",
                 px_per_mm=px_per_mm,
                 rules=rules,
@@ -143,6 +154,8 @@ def inspect_panel(
     timings["merge"] = (finished - inspected) * 1000.0
     timings["total"] = (finished - started) * 1000.0
     registration["tiles"] = float(len(tiles))
+    registration["panel_dx"] = float(shift_x)
+    registration["panel_dy"] = float(shift_y)
     model_version = tile_results[0].model_version if tile_results else getattr(inspector, "model_version", "")
     return InspectionResult(
         image_id=image_id,
@@ -155,6 +168,52 @@ def inspect_panel(
         registration=registration,
         product=product,
     )
+
+
+ALIGN_SCALE = 16  # coarse alignment works on a 1/16 thumbnail: 16k -> 1k, tens of ms
+MIN_ALIGN_RESPONSE = 0.05  # phase-correlation peak below this: no trustworthy shift, keep (0, 0)
+SMALL_SHIFT_PX = 8  # the engine's own registration handles this much; do not move windows for it
+
+
+def estimate_panel_shift(panel: np.ndarray, template: np.ndarray, max_shift_px: int) -> tuple[int, int]:
+    """Whole-panel (dx, dy) such that panel pixel (x, y) shows template pixel (x - dx, y - dy).
+
+    Phase correlation of thumbnails; returns (0, 0) when the peak is weak, the shift exceeds
+    `max_shift_px`, or it is small enough for tile registration alone.
+    """
+    h, w = panel.shape
+    scale = ALIGN_SCALE if min(h, w) >= 64 * ALIGN_SCALE else max(1, min(h, w) // 64)
+    size = (w // scale, h // scale)
+    small_panel = cv2.resize(panel, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    small_template = cv2.resize(template, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    window = cv2.createHanningWindow(size, cv2.CV_32F)
+    (sx, sy), response = cv2.phaseCorrelate(small_template, small_panel, window)
+    dx, dy = round(sx * scale), round(sy * scale)
+    if response < MIN_ALIGN_RESPONSE or max(abs(dx), abs(dy)) > max_shift_px:
+        return 0, 0
+    dx, dy = _refine_shift(panel, template, dx, dy)
+    if max(abs(dx), abs(dy)) <= SMALL_SHIFT_PX:
+        return 0, 0
+    return dx, dy
+
+
+def _refine_shift(panel: np.ndarray, template: np.ndarray, dx: int, dy: int, crop_px: int = 1024) -> tuple[int, int]:
+    """Correct a coarse shift to the pixel on a full-resolution crop at the panel centre."""
+    h, w = panel.shape
+    side = min(crop_px, w - abs(dx), h - abs(dy))
+    if side < 64:
+        return dx, dy
+    x0 = (w - side) // 2
+    y0 = (h - side) // 2
+    gx = min(max(x0 - dx, 0), w - side)
+    gy = min(max(y0 - dy, 0), h - side)
+    crop_panel = panel[y0 : y0 + side, x0 : x0 + side].astype(np.float32)
+    crop_template = template[gy : gy + side, gx : gx + side].astype(np.float32)
+    window = cv2.createHanningWindow((side, side), cv2.CV_32F)
+    (rx, ry), response = cv2.phaseCorrelate(crop_template, crop_panel, window)
+    if response < MIN_ALIGN_RESPONSE or max(abs(rx), abs(ry)) > side / 4:
+        return dx, dy
+    return (x0 - gx) + round(rx), (y0 - gy) + round(ry)
 
 
 def _run_all(
