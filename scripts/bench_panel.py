@@ -104,8 +104,13 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match(found: list[Defect], reference: list[tuple[DefectType, tuple[float, ...]]], min_iou: float = 0.5) -> int:
-    """Greedy one-to-one matching on type and IoU; returns the number of matched reference boxes."""
+def match(
+    found: list[Defect],
+    reference: list[tuple[DefectType, tuple[float, ...]]],
+    min_iou: float = 0.5,
+    typed: bool = True,
+) -> int:
+    """Greedy one-to-one matching on IoU (and type when `typed`); returns the number of matched reference boxes."""
     used = [False] * len(found)
     by_row: dict[int, list[int]] = {}
     for i, d in enumerate(found):
@@ -116,7 +121,7 @@ def match(found: list[Defect], reference: list[tuple[DefectType, tuple[float, ..
         best, best_iou = -1, min_iou
         for r in (row - 1, row, row + 1):
             for i in by_row.get(r, []):
-                if used[i] or found[i].type != kind:
+                if used[i] or (typed and found[i].type != kind):
                     continue
                 overlap = iou(found[i].box_px, box)
                 if overlap >= best_iou:
@@ -189,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     found_of_reference = match(panel, ref_boxes)
     extra = len(panel) - match(reference, [(d.type, d.box_px) for d in panel])
     truth_found = match(panel, case.truth)
+    truth_located = match(panel, case.truth, min_iou=0.3, typed=False)
     figures = {
         "panel_wh": [args.size, args.size],
         "tiles": int(result.registration.get("tiles", 0)),
@@ -206,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "panel_defects_not_in_board_by_board": extra,
         "ground_truth": len(case.truth),
         "ground_truth_found": truth_found,
+        "ground_truth_located_any_type_iou_0.3": truth_located,
     }
     if args.json:
         print(json.dumps(figures))
