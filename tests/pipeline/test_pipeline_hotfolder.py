@@ -176,3 +176,29 @@ def test_hot_folder_blocks_instead_of_dropping(tmp_path: Path) -> None:
         gate.set()
         _wait(lambda: source.moved_done == 30)
     assert line.metrics()["counts"]["dropped"] == 0 and len(sink.results) == 30
+
+
+def test_one_inbox_is_watched_by_one_process_only(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    stop = threading.Event()
+    frames = HotFolderSource(tmp_path, product="p", poll_interval_s=0.01).frames(stop)
+    watcher = threading.Thread(target=lambda: list(frames))
+    watcher.start()
+    try:
+        _wait(lambda: (tmp_path / ".aoi-hotfolder.lock").exists())
+        time.sleep(0.05)
+        code = (
+            "import sys, threading\n"
+            "from aoi.pipeline import HotFolderSource, SourceError\n"
+            "try:\n"
+            f"    next(iter(HotFolderSource({str(tmp_path)!r}).frames(threading.Event())))\n"
+            "except SourceError as exc:\n"
+            "    print(exc); sys.exit(3)\n"
+        )
+        second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert second.returncode == 3 and "already watched" in second.stdout
+    finally:
+        stop.set()
+        watcher.join(5)

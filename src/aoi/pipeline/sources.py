@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -93,12 +94,13 @@ class HotFolderSource:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SourceError(f"hot folder {self.folder} cannot be created: {exc}") from exc
-        while not stop.is_set():
-            for captured in self.poll():
-                if stop.is_set():
-                    return
-                yield captured
-            stop.wait(self.poll_interval_s)
+        with _InboxLock(self.folder):
+            while not stop.is_set():
+                for captured in self.poll():
+                    if stop.is_set():
+                        return
+                    yield captured
+                stop.wait(self.poll_interval_s)
 
     def poll(self) -> list[CapturedImage]:
         """One scan of the inbox: the files that became ready since the last scan, oldest first."""
@@ -219,6 +221,39 @@ class HotFolderSource:
             log.warning("hot folder file %s vanished before it could be moved", path)
             return None
         return target
+
+
+class _InboxLock:
+    """An exclusive lock on `<inbox>/.aoi-hotfolder.lock`: two processes watching one inbox would
+    inspect the same files twice. The OS drops the lock when the process dies (SIGKILL included),
+    so a restart is never blocked by a stale lock."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / ".aoi-hotfolder.lock"
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> _InboxLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process guard
+            return self
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise SourceError(f"hot folder {self.path.parent} is already watched by another process") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the flock
+            self._file = None
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
