@@ -242,3 +242,5 @@ def test_metrics_snapshot_has_counts_queues_and_latencies() -> None:
     for stage in ("queue_wait", "inspect", "store", "end_to_end"):
         assert m["latency_ms"][stage]["count"] == 3
         assert m["latency_ms"][stage]["p99_ms"] >= m["latency_ms"][stage]["p50_ms"] >= 0
+    assert set(m["engine_latency_ms"]) == {"register", "classify", "total"}  # the fake's stages
+    assert m["engine_latency_ms"]["register"]["count"] == 3

@@ -148,6 +148,7 @@ class LinePipeline:
         self._store_thread: Worker | None = None
         self._panel_pool: ThreadPoolExecutor | None = None
         self._latency = {name: LatencyRecorder() for name in ("queue_wait", "inspect", "store", "end_to_end")}
+        self._engine_latency: dict[str, LatencyRecorder] = {}  # the engine's own stages: register, classify...
         self._counts = {"accepted": 0, "stored": 0, "failed": 0, "dropped": 0, "skipped": 0, "store_errors": 0}
         self._in_flight = 0
         self._started_at = 0.0
@@ -283,6 +284,7 @@ class LinePipeline:
             "counts": counts,
             "queues": {"inspect": self._inspect_q.snapshot(), "store": self._store_q.snapshot()},
             "latency_ms": {name: rec.snapshot() for name, rec in self._latency.items()},
+            "engine_latency_ms": {name: rec.snapshot() for name, rec in list(self._engine_latency.items())},
             "sources": sources,
         }
 
@@ -381,8 +383,18 @@ class LinePipeline:
             done.error = exc
             done.failure = InspectionFailure(image_id=image_id, error=type(exc).__name__, message=str(exc))
         self._latency["inspect"].record((time.perf_counter() - started) * 1000.0)
+        if done.result is not None:
+            self._record_engine_timings(done.result)
         self._store_q.put(done, QueuePolicy.BLOCK)
         return True
+
+    def _record_engine_timings(self, result: InspectionResult) -> None:
+        for stage, ms in result.timings_ms.items():
+            recorder = self._engine_latency.get(stage)
+            if recorder is None:
+                with self._lock:
+                    recorder = self._engine_latency.setdefault(stage, LatencyRecorder())
+            recorder.record(float(ms))
 
     def _recipe(self, product: str | None, needed: bool) -> ProductRecipe | None:
         if product is None or self.templates is None:
