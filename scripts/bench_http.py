@@ -54,9 +54,13 @@ sys.path.insert(0, {tests!r})
 import uvicorn
 from pathlib import Path
 from aoi.api import ServiceSettings, create_app
+from aoi.api.line import LineOptions, build_line
 from service.conftest import FakeInspector
 settings = ServiceSettings(data_dir=Path({data_dir!r}))
-uvicorn.run(create_app(settings, inspector=FakeInspector()), host="127.0.0.1", port={port}, log_level="warning")
+inspector = FakeInspector()
+options = LineOptions(hot_folder={hot_folder})
+app = create_app(settings, inspector=inspector, line_factory=lambda svc: build_line(svc, options, inspector))
+uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
 """
 
 
@@ -106,7 +110,12 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 180.0) -> None:
         if self.engine == "fake":
-            code = _FAKE_SERVER.format(tests=str(REPO_ROOT / "tests"), data_dir=str(self.data_dir), port=self.port)
+            code = _FAKE_SERVER.format(
+                tests=str(REPO_ROOT / "tests"),
+                data_dir=str(self.data_dir),
+                port=self.port,
+                hot_folder="--no-hot-folder" not in self.extra_args,
+            )
             cmd = [sys.executable, "-c", code]
         else:
             cmd = [*aoi_command(), "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)]
