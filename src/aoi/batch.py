@@ -42,7 +42,11 @@ def discover_pairs(folder: Path, templates: Path | None = None) -> list[PairJob]
             continue
         stem = path.stem
         if templates is not None:
-            match = [t for t in (templates / path.relative_to(folder)).parent.glob(stem + ".*") if t.suffix.lower() in IMAGE_SUFFIXES]
+            match = [
+                t
+                for t in (templates / path.relative_to(folder)).parent.glob(stem + ".*")
+                if t.suffix.lower() in IMAGE_SUFFIXES
+            ]
             jobs.append(PairJob(stem, path, match[0] if match else None))
         elif stem.endswith(TEST_SUFFIX):
             base = stem[: -len(TEST_SUFFIX)]
@@ -60,7 +64,9 @@ def inspect_job(
             raise ImageError(f"{job.test_path}: no template found (expected {job.image_id}{TEMPLATE_SUFFIX}.<ext>)")
         test = read_image(job.test_path)
         template = read_image(job.template_path)
-        result = inspector.inspect(test, template, image_id=job.image_id, px_per_mm=px_per_mm, rules=rules, threshold=threshold)
+        result = inspector.inspect(
+            test, template, image_id=job.image_id, px_per_mm=px_per_mm, rules=rules, threshold=threshold
+        )
         return result, test
     except InspectionInputError as exc:
         return InspectionFailure(job.image_id, type(exc).__name__, str(exc)), None

@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates."
+)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -22,16 +24,25 @@ def _root() -> None:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
     )
 
 
 @app.command()
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset root (DeepPCB layout, YOLO folder or COCO JSON).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder; the bundle lands in OUT/bundle.")] = Path("runs/train"),
-    recipe: Annotated[Path, typer.Option("--recipe", help="Recipe JSON (see recipes/default.json).")] = Path("recipes/default.json"),
+    out: Annotated[Path, typer.Option("--out", help="Output folder; the bundle lands in OUT/bundle.")] = Path(
+        "runs/train"
+    ),
+    recipe: Annotated[Path, typer.Option("--recipe", help="Recipe JSON (see recipes/default.json).")] = Path(
+        "recipes/default.json"
+    ),
     fmt: Annotated[str | None, typer.Option("--format", help="deeppcb | yolo | coco (default: the recipe's).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override the recipe's epoch count.")] = None,
     max_pairs: Annotated[int | None, typer.Option("--max-pairs", help="Use only the first N training pairs.")] = None,
@@ -74,12 +85,28 @@ SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
 @app.command()
 def inspect(
-    test: Annotated[Path | None, typer.Argument(help="Tested image, or a folder of <id>_test/<id>_temp pairs. Default: the bundled sample boards.")] = None,
-    template: Annotated[Path | None, typer.Option("--template", "-t", help="Golden template (for a single image) or a folder of same-named templates.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for JSON records and overlay PNGs.")] = Path("aoi-results"),
-    model: Annotated[Path | None, typer.Option("--model", help="Model bundle folder (default: the bundled model).")] = None,
+    test: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Tested image, or a folder of <id>_test/<id>_temp pairs. Default: the bundled sample boards."
+        ),
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option(
+            "--template", "-t", help="Golden template (for a single image) or a folder of same-named templates."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for JSON records and overlay PNGs.")] = Path(
+        "aoi-results"
+    ),
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model bundle folder (default: the bundled model).")
+    ] = None,
     px_per_mm: Annotated[float, typer.Option("--px-per-mm", help="Calibration for box_mm.")] = 48.0,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Confidence cut (default: the bundle's calibrated one).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Confidence cut (default: the bundle's calibrated one).")
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Parallel images.")] = 2,
 ) -> None:
     """Inspect tested images against golden templates: one JSON record + one overlay PNG per image."""
@@ -113,8 +140,17 @@ def inspect(
         n_defects += len(outcome.defects)
         kinds = ", ".join(f"{d.type.value}@{[int(v) for v in d.box_px]}" for d in outcome.defects) or "no defects"
         colour = "green" if outcome.verdict.value == "pass" else "red"
-        err.print(f"{outcome.image_id}: [{colour}]{outcome.verdict.value.upper()}[/{colour}] {kinds} ({outcome.timings_ms['total']:.1f} ms)")
-    summary = {"images": len(jobs), "failed": failed, "defects": n_defects, "out": str(out), "model": inspector.model_version}
+        err.print(
+            f"{outcome.image_id}: [{colour}]{outcome.verdict.value.upper()}[/{colour}] {kinds} "
+            f"({outcome.timings_ms['total']:.1f} ms)"
+        )
+    summary = {
+        "images": len(jobs),
+        "failed": failed,
+        "defects": n_defects,
+        "out": str(out),
+        "model": inspector.model_version,
+    }
     print(json.dumps(summary))
     if failed:
         raise typer.Exit(1)
@@ -123,10 +159,16 @@ def inspect(
 @app.command("eval")
 def evaluate(
     root: Annotated[Path, typer.Argument(help="DeepPCB-layout root folder.")],
-    list_file: Annotated[str, typer.Option("--list", help="List file of '<image> <annotation>' lines.")] = "trainval.txt",
-    out: Annotated[Path, typer.Option("--out", help="Folder for one DeepPCB submission file per image.")] = Path("aoi-eval"),
+    list_file: Annotated[
+        str, typer.Option("--list", help="List file of '<image> <annotation>' lines.")
+    ] = "trainval.txt",
+    out: Annotated[Path, typer.Option("--out", help="Folder for one DeepPCB submission file per image.")] = Path(
+        "aoi-eval"
+    ),
     model: Annotated[Path | None, typer.Option("--model", help="Model bundle folder (default: bundled).")] = None,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Operating threshold (default: the bundle's).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Operating threshold (default: the bundle's).")
+    ] = None,
     workers: Annotated[int, typer.Option("--workers")] = 2,
 ) -> None:
     """Score a model on a DeepPCB-layout list: protocol figures, per-class AP, confusion, images/s. Last line: JSON."""
@@ -140,11 +182,16 @@ def evaluate(
 def bench(
     root: Annotated[Path, typer.Argument(help="DeepPCB-layout root folder.")],
     list_file: Annotated[str, typer.Option("--list", help="List file.")] = "trainval.txt",
-    groups: Annotated[str | None, typer.Option("--groups", help="Comma-separated groups to keep (default: the bundle's validation groups).")] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option("--groups", help="Comma-separated groups to keep (default: the bundle's validation groups)."),
+    ] = None,
     model: Annotated[Path | None, typer.Option("--model")] = None,
     workers: Annotated[int, typer.Option("--workers")] = 2,
     sweep: Annotated[bool, typer.Option("--sweep/--no-sweep", help="Run the robustness sweep.")] = True,
-    scratch_boards: Annotated[int, typer.Option("--scratch-boards", help="Synthetic boards for the scratch F-score (0: skip).")] = 200,
+    scratch_boards: Annotated[
+        int, typer.Option("--scratch-boards", help="Synthetic boards for the scratch F-score (0: skip).")
+    ] = 200,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs.")] = None,
 ) -> None:
     """Accuracy, per-stage ms, images/s and peak memory on the CPU, plus the robustness sweep. Last line: JSON."""

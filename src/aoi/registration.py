@@ -30,6 +30,10 @@ class Registration:
     residual: float  # fraction of valid pixels whose binarised values disagree after alignment
     refined: bool
 
+    @property
+    def whole_pixel_shift(self) -> bool:
+        return _integer_shift(self.matrix) is not None
+
     def as_dict(self) -> dict[str, float]:
         return {
             "dx_px": self.dx_px,
@@ -67,7 +71,33 @@ def _residual(test_bin: np.ndarray, template_bin: np.ndarray, valid: np.ndarray)
     return float(cv2.countNonZero(core)) / n_valid
 
 
+def _integer_shift(matrix: np.ndarray) -> tuple[int, int] | None:
+    """(tx, ty) when `matrix` is a pure whole-pixel translation, else None."""
+    if not np.allclose(matrix[:, :2], np.eye(2), atol=1e-6):
+        return None
+    tx, ty = float(matrix[0, 2]), float(matrix[1, 2])
+    if abs(tx - round(tx)) > 1e-6 or abs(ty - round(ty)) > 1e-6:
+        return None
+    return int(round(tx)), int(round(ty))
+
+
+def _translate(image: np.ndarray, tx: int, ty: int, fill: int) -> np.ndarray:
+    """out(x, y) = image(x + tx, y + ty), `fill` outside: a copy by slicing, no interpolation."""
+    h, w = image.shape
+    out = np.full_like(image, fill)
+    xs, xd = (tx, 0) if tx >= 0 else (0, -tx)
+    ys, yd = (ty, 0) if ty >= 0 else (0, -ty)
+    cw, ch = w - abs(tx), h - abs(ty)
+    if cw > 0 and ch > 0:
+        out[yd : yd + ch, xd : xd + cw] = image[ys : ys + ch, xs : xs + cw]
+    return out
+
+
 def warp_template(template: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int], border: int = 0) -> np.ndarray:
+    """Template resampled into tested-image coordinates (`matrix` maps test -> template)."""
+    shift = _integer_shift(matrix)
+    if shift is not None and template.shape == (size_wh[1], size_wh[0]):
+        return template.copy() if shift == (0, 0) else _translate(template, shift[0], shift[1], border)
     return cv2.warpAffine(
         template,
         matrix,
@@ -80,8 +110,17 @@ def warp_template(template: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, 
 
 def valid_mask(matrix: np.ndarray, size_wh: tuple[int, int], margin_px: int = 2) -> np.ndarray:
     """Pixels of the tested image that map inside the template (minus a margin)."""
-    ones = np.ones((size_wh[1], size_wh[0]), np.uint8)
-    mask = warp_template(ones, matrix, size_wh)
+    w, h = size_wh
+    shift = _integer_shift(matrix)
+    if shift is not None:
+        tx, ty = shift
+        mask = np.zeros((h, w), np.uint8)
+        x1, y1 = max(0, -tx) + margin_px, max(0, -ty) + margin_px
+        x2, y2 = min(w, w - tx) - margin_px, min(h, h - ty) - margin_px
+        if x2 > x1 and y2 > y1:
+            mask[y1:y2, x1:x2] = 1
+        return mask
+    mask = warp_template(np.ones((h, w), np.uint8), matrix, size_wh)
     if margin_px:
         mask = cv2.erode(mask, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
     return mask
@@ -156,8 +195,8 @@ def phase_correlate(reference: np.ndarray, moved: np.ndarray, max_shift: float) 
         denom = m1 - 2 * c0 + p1
         return 0.0 if abs(denom) < 1e-12 else 0.5 * (m1 - p1) / denom
 
-    fx = vertex(surface[py, px - 1], surface[py, px], surface[py, (px + 1) % w]) if 0 < px else 0.0
-    fy = vertex(surface[py - 1, px], surface[py, px], surface[(py + 1) % h, px]) if 0 < py else 0.0
+    fx = vertex(surface[py, px - 1], surface[py, px], surface[py, (px + 1) % w]) if px > 0 else 0.0
+    fy = vertex(surface[py - 1, px], surface[py, px], surface[(py + 1) % h, px]) if py > 0 else 0.0
     return float(px - cx + fx), float(py - cy + fy)
 
 

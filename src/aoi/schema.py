@@ -21,7 +21,7 @@ class SchemaError(InspectionInputError):
     """A result object was built from values that break its contract."""
 
 
-class DefectType(str, enum.Enum):
+class DefectType(enum.StrEnum):
     """Defect classes. Values are the DeepPCB submission spellings (plus `scratch`)."""
 
     OPEN = "open"
@@ -59,7 +59,7 @@ DEEPPCB_CODES: dict[int, DefectType] = {
 CODE_OF_TYPE: dict[DefectType, int] = {t: c for c, t in DEEPPCB_CODES.items()}
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     PASS = "pass"
     FAIL = "fail"
 

@@ -11,7 +11,7 @@ from aoi.evaluation.metrics import (
 )
 from aoi.schema import Defect, DefectType
 
-O, S = DefectType.OPEN, DefectType.SHORT
+OPEN, SHORT = DefectType.OPEN, DefectType.SHORT
 
 
 def gt(t, x):
@@ -23,7 +23,7 @@ def det(t, x, c):
 
 
 def test_perfect_detections_score_one():
-    im = ImageEval([det(O, 0, 0.9), det(S, 100, 0.8)], [gt(O, 0), gt(S, 100)])
+    im = ImageEval([det(OPEN, 0, 0.9), det(SHORT, 100, 0.8)], [gt(OPEN, 0), gt(SHORT, 100)])
     assert deeppcb_ap([im]) == pytest.approx(1.0)
     op = deeppcb_operating_point([im], 0.5)
     assert (op.precision, op.recall, op.f_score) == (1.0, 1.0, 1.0)
@@ -32,7 +32,7 @@ def test_perfect_detections_score_one():
 
 def test_wrong_type_pairs_cost_a_miss_and_a_false_alarm():
     # The protocol pairs by overlap whatever the type: a wrong-type detection takes the truth box.
-    im = ImageEval([det(S, 0, 0.9), det(O, 0, 0.5)], [gt(O, 0)])
+    im = ImageEval([det(SHORT, 0, 0.9), det(OPEN, 0, 0.5)], [gt(OPEN, 0)])
     op = deeppcb_operating_point([im], 0.1)
     assert op.correct == 0 and op.n_detections == 2
     assert deeppcb_ap([im]) == 0.0
@@ -42,18 +42,19 @@ def test_wrong_type_pairs_cost_a_miss_and_a_false_alarm():
 
 def test_pooled_ap_hand_computed():
     # Ranked: TP (p=1), FP, TP (p=2/3); 3 truths -> AP = (1 + 2/3) / 3
-    im = ImageEval([det(O, 0, 0.9), det(O, 300, 0.8), det(O, 100, 0.7)], [gt(O, 0), gt(O, 100), gt(O, 200)])
+    dets = [det(OPEN, 0, 0.9), det(OPEN, 300, 0.8), det(OPEN, 100, 0.7)]
+    im = ImageEval(dets, [gt(OPEN, 0), gt(OPEN, 100), gt(OPEN, 200)])
     assert deeppcb_ap([im]) == pytest.approx((1 + 2 / 3) / 3)
 
 
 def test_best_threshold_drops_low_confidence_false_alarms():
-    im = ImageEval([det(O, 0, 0.9), det(O, 300, 0.2)], [gt(O, 0)])
+    im = ImageEval([det(OPEN, 0, 0.9), det(OPEN, 300, 0.2)], [gt(OPEN, 0)])
     op = best_threshold([im])
     assert op.f_score == 1.0 and op.threshold > 0.2
 
 
 def test_iou_must_exceed_0_33():
-    matched = ImageEval([Defect(O, 0.9, (10, 0, 30, 20))], [gt(O, 0)])  # IoU = 10/30 = 0.333 > 0.33
-    missed = ImageEval([Defect(O, 0.9, (11, 0, 31, 20))], [gt(O, 0)])  # IoU = 9/31 = 0.29
+    matched = ImageEval([Defect(OPEN, 0.9, (10, 0, 30, 20))], [gt(OPEN, 0)])  # IoU = 10/30 = 0.333 > 0.33
+    missed = ImageEval([Defect(OPEN, 0.9, (11, 0, 31, 20))], [gt(OPEN, 0)])  # IoU = 9/31 = 0.29
     assert deeppcb_operating_point([matched], 0.5).correct == 1
     assert deeppcb_operating_point([missed], 0.5).correct == 0

@@ -28,8 +28,13 @@ def test_defect_rejects_bad_values(kwargs):
 
 def test_result_round_trip():
     r = InspectionResult(
-        image_id="a", image_size_wh=(640, 640), verdict=Verdict.FAIL, px_per_mm=48.0, model_version="m",
-        defects=(Defect(DefectType.OPEN, 0.8, (1, 2, 3, 4)),), timings_ms={"total": 3.0},
+        image_id="a",
+        image_size_wh=(640, 640),
+        verdict=Verdict.FAIL,
+        px_per_mm=48.0,
+        model_version="m",
+        defects=(Defect(DefectType.OPEN, 0.8, (1, 2, 3, 4)),),
+        timings_ms={"total": 3.0},
     )
     assert InspectionResult.from_dict(r.to_dict()) == r
     with pytest.raises(SchemaError):

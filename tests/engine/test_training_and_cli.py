@@ -90,7 +90,10 @@ def test_inspect_cli_batch_isolates_bad_images(tmp_path: Path, tiny_bundle: Path
     ok = json.loads((out / "good.json").read_text())
     assert ok["status"] == "ok" and InspectionResult.from_dict(ok).image_id == "good"
     assert cv2.imread(str(out / "good.png")).shape == (640, 640, 3)
-    errors = {n: json.loads((out / f"{n}.json").read_text()) for n in ["notemplate", "othersize", "otherboard", "corrupt", "empty"]}
+    errors = {
+        n: json.loads((out / f"{n}.json").read_text())
+        for n in ["notemplate", "othersize", "otherboard", "corrupt", "empty"]
+    }
     assert all(e["status"] == "error" for e in errors.values())
     assert "no template" in errors["notemplate"]["message"]
     assert "differs" in errors["othersize"]["message"]
@@ -102,11 +105,22 @@ def test_inspect_cli_batch_isolates_bad_images(tmp_path: Path, tiny_bundle: Path
 def test_inspect_cli_single_pair_needs_template(tmp_path: Path, tiny_bundle: Path):
     pair = make_pair(np.random.default_rng(4))
     _write_pair(tmp_path, "one", pair.test, pair.template)
-    res = runner.invoke(app, ["inspect", str(tmp_path / "one_test.png"), "--model", str(tiny_bundle), "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app, ["inspect", str(tmp_path / "one_test.png"), "--model", str(tiny_bundle), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2 and "needs --template" in res.output
     res = runner.invoke(
         app,
-        ["inspect", str(tmp_path / "one_test.png"), "-t", str(tmp_path / "one_temp.png"), "--model", str(tiny_bundle), "--out", str(tmp_path / "o")],
+        [
+            "inspect",
+            str(tmp_path / "one_test.png"),
+            "-t",
+            str(tmp_path / "one_temp.png"),
+            "--model",
+            str(tiny_bundle),
+            "--out",
+            str(tmp_path / "o"),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "one_test.json").is_file()
@@ -114,7 +128,9 @@ def test_inspect_cli_single_pair_needs_template(tmp_path: Path, tiny_bundle: Pat
 
 def test_eval_cli_writes_submissions_and_json(synthetic_root: Path, tiny_bundle: Path, tmp_path: Path):
     out = tmp_path / "sub"
-    res = runner.invoke(app, ["eval", str(synthetic_root), "--list", "list.txt", "--out", str(out), "--model", str(tiny_bundle)])
+    res = runner.invoke(
+        app, ["eval", str(synthetic_root), "--list", "list.txt", "--out", str(out), "--model", str(tiny_bundle)]
+    )
     assert res.exit_code == 0, res.output
     figures = _last_json(res.stdout)
     for key in ("deeppcb_map", "f_score", "threshold", "map33", "map50", "ap33", "images_per_s", "precision", "recall"):
@@ -129,14 +145,27 @@ def test_eval_cli_writes_submissions_and_json(synthetic_root: Path, tiny_bundle:
 
 
 def test_eval_cli_rejects_missing_list(synthetic_root: Path, tiny_bundle: Path, tmp_path: Path):
-    res = runner.invoke(app, ["eval", str(synthetic_root), "--list", "nope.txt", "--out", str(tmp_path), "--model", str(tiny_bundle)])
+    res = runner.invoke(
+        app, ["eval", str(synthetic_root), "--list", "nope.txt", "--out", str(tmp_path), "--model", str(tiny_bundle)]
+    )
     assert res.exit_code == 2 and "not found" in res.output
 
 
 def test_bench_cli_reports_stages_and_sweep(synthetic_root: Path, tiny_bundle: Path):
     res = runner.invoke(
         app,
-        ["bench", str(synthetic_root), "--list", "list.txt", "--model", str(tiny_bundle), "--groups", "group91000", "--scratch-boards", "4"],
+        [
+            "bench",
+            str(synthetic_root),
+            "--list",
+            "list.txt",
+            "--model",
+            str(tiny_bundle),
+            "--groups",
+            "group91000",
+            "--scratch-boards",
+            "4",
+        ],
     )
     assert res.exit_code == 0, res.output
     report = _last_json(res.stdout)
@@ -152,7 +181,15 @@ def test_training_resumes_from_checkpoint(synthetic_root: Path, tmp_path: Path):
     from aoi.training.samples import AugmentConfig
     from aoi.training.trainer import train
 
-    recipe = TrainRecipe(version="r", list_file="list.txt", validation_groups=("group91000",), epochs=1, batch_size=64, augment=AugmentConfig(variants=0), workers=1)
+    recipe = TrainRecipe(
+        version="r",
+        list_file="list.txt",
+        validation_groups=("group91000",),
+        epochs=1,
+        batch_size=64,
+        augment=AugmentConfig(variants=0),
+        workers=1,
+    )
     logs: list[str] = []
     train(recipe, synthetic_root, tmp_path, log=logs.append)
     from dataclasses import replace

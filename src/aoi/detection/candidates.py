@@ -19,7 +19,7 @@ N_CHANNELS = 4  # tested, template, candidate mask, scale
 
 @dataclass(frozen=True)
 class CandidateConfig:
-    tolerance_px: int = 1
+    tolerance_px: int = 2
     min_area_px: int = 6
     group_px: int = 3
     max_candidates: int = 256
@@ -30,7 +30,7 @@ class CandidateConfig:
 @dataclass(frozen=True)
 class Candidates:
     boxes_xyxy: np.ndarray  # (N, 4) int32, tight boxes of the grouped disagreement
-    windows_xyxy: np.ndarray  # (N, 4) float32, square crop windows in tested-image pixels
+    windows_xyxy: np.ndarray  # (N, 4) float32, square whole-pixel crop windows in tested-image pixels
     crops: np.ndarray  # (N, N_CHANNELS, CROP_PX, CROP_PX) float32
     areas_px: np.ndarray  # (N,) int32 disagreeing pixels per candidate
 
@@ -51,54 +51,72 @@ def find_candidates(
     config: CandidateConfig = CandidateConfig(),
 ) -> Candidates:
     diff = difference_mask(test_bin, template_bin, valid, config.tolerance_px)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(diff, connectivity=8)
-    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= config.min_area_px) + 1
+    if not diff.any():
+        return _empty()
+    # Group disagreement closer than `group_px` into one candidate: one labelling of the grown mask.
+    g = config.group_px
+    grown = cv2.dilate(diff, np.ones((2 * g + 1, 2 * g + 1), np.uint8)) if g > 0 else diff
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    member_counts = np.bincount(labels[diff > 0], minlength=n)
+    keep = np.flatnonzero(member_counts[1:] >= config.min_area_px) + 1
     if len(keep) == 0:
         return _empty()
-    if config.group_px > 0:
-        kept = np.isin(labels, keep).astype(np.uint8) if len(keep) < n - 1 else (diff > 0).astype(np.uint8)
-        grown = cv2.dilate(kept, np.ones((2 * config.group_px + 1,) * 2, np.uint8))
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
-        keep = np.arange(1, n)
-        mask_for_crops = kept
-        # Shrink the grown boxes back by the growth margin.
+    if g > 0:  # shrink the grown boxes back by the growth margin
         stats = stats.copy()
-        g = config.group_px
         stats[:, 0] += g
         stats[:, 1] += g
         stats[:, 2] = np.maximum(stats[:, 2] - 2 * g, 1)
         stats[:, 3] = np.maximum(stats[:, 3] - 2 * g, 1)
-    else:
-        mask_for_crops = diff
     sel = stats[keep]
-    order = np.argsort(-sel[:, cv2.CC_STAT_AREA])[: config.max_candidates]
+    order = np.argsort(-member_counts[keep], kind="stable")[: config.max_candidates]
     keep, sel = keep[order], sel[order]
     x, y, w, h = sel[:, 0], sel[:, 1], sel[:, 2], sel[:, 3]
     boxes = np.stack([x, y, x + w, y + h], 1).astype(np.int32)
-    side = np.maximum(np.maximum(w, h) + 2 * config.context_px, config.min_window_px).astype(np.float32)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    windows = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], 1).astype(np.float32)
-    own = labels if config.group_px > 0 else labels
-    crops = np.empty((len(keep), N_CHANNELS, CROP_PX, CROP_PX), np.float32)
-    areas = np.empty(len(keep), np.int32)
-    for i, (label, win) in enumerate(zip(keep, windows, strict=True)):
-        member = ((own == label) & (mask_for_crops > 0)).astype(np.uint8) if config.group_px > 0 else (own == label).astype(np.uint8)
-        areas[i] = int(member.sum())
-        crops[i, 0] = _crop(test, win)
-        crops[i, 1] = _crop(template_aligned, win)
-        crops[i, 2] = _crop(member * 255, win)
-        crops[i, 3] = win[2] - win[0]
-    crops[:, :3] *= 1.0 / 255.0
-    crops[:, 3] *= 1.0 / 128.0
+    side = np.maximum(np.maximum(w, h) + 2 * config.context_px, config.min_window_px)
+    wx1 = np.rint(x + w / 2.0 - side / 2.0).astype(np.int64)
+    wy1 = np.rint(y + h / 2.0 - side / 2.0).astype(np.int64)
+    windows = np.stack([wx1, wy1, wx1 + side, wy1 + side], 1).astype(np.float32)  # square, whole pixels
+    crops = _extract_crops(test, template_aligned, labels, diff if g > 0 else None, keep, windows)
+    areas = member_counts[keep].astype(np.int32)
     return Candidates(boxes, windows, crops, areas)
 
 
-def _crop(image: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Resample a square window (may extend past the border: filled with 0) to CROP_PX x CROP_PX."""
-    x1, y1, x2, y2 = (float(v) for v in window)
-    scale = CROP_PX / (x2 - x1)
-    m = np.array([[scale, 0.0, -x1 * scale], [0.0, (CROP_PX / (y2 - y1)), -y1 * (CROP_PX / (y2 - y1))]], np.float32)
-    return cv2.warpAffine(image, m, (CROP_PX, CROP_PX), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+def _extract_crops(
+    test: np.ndarray,
+    template: np.ndarray,
+    labels: np.ndarray,
+    member_mask: np.ndarray | None,
+    keep: np.ndarray,
+    windows: np.ndarray,
+) -> np.ndarray:
+    """Cut each square window (zero outside the image) from padded copies and resize to CROP_PX.
+
+    Only window-sized patches are touched per candidate: the cost grows with the candidates' area,
+    not with candidates x image size.
+    """
+    h, w = test.shape
+    win = windows.astype(np.int64)
+    pad = int(max(0, -win[:, 0].min(), -win[:, 1].min(), win[:, 2].max() - w, win[:, 3].max() - h))
+    if pad:
+        test = cv2.copyMakeBorder(test, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        template = cv2.copyMakeBorder(template, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        labels = cv2.copyMakeBorder(labels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        if member_mask is not None:
+            member_mask = np.pad(member_mask, pad)
+    crops = np.empty((len(keep), N_CHANNELS, CROP_PX, CROP_PX), np.float32)
+    size = (CROP_PX, CROP_PX)
+    for i, (label, (x1, y1, x2, y2)) in enumerate(zip(keep, win + pad, strict=True)):
+        interp = cv2.INTER_AREA if x2 - x1 > CROP_PX else cv2.INTER_LINEAR
+        crops[i, 0] = cv2.resize(test[y1:y2, x1:x2], size, interpolation=interp)
+        crops[i, 1] = cv2.resize(template[y1:y2, x1:x2], size, interpolation=interp)
+        member = labels[y1:y2, x1:x2] == label
+        if member_mask is not None:
+            member &= member_mask[y1:y2, x1:x2] > 0
+        crops[i, 2] = cv2.resize(member.astype(np.uint8) * 255, size, interpolation=interp)
+        crops[i, 3] = x2 - x1
+    crops[:, :3] *= 1.0 / 255.0
+    crops[:, 3] *= 1.0 / 128.0
+    return crops
 
 
 def _empty() -> Candidates:

@@ -39,10 +39,10 @@ def analyse_pair(
     template_bin = binarise(template)
     reg = register(test, template, registration_config, test_bin, template_bin)
     h, w = test.shape
-    if np.allclose(reg.matrix, np.eye(2, 3, dtype=np.float32)):
-        template_aligned, template_bin_aligned = template, template_bin
+    template_aligned = warp_template(template, reg.matrix, (w, h))
+    if reg.whole_pixel_shift:
+        template_bin_aligned = warp_template(template_bin, reg.matrix, (w, h))
     else:
-        template_aligned = warp_template(template, reg.matrix, (w, h))
         template_bin_aligned = binarise(template_aligned)
     valid = valid_mask(reg.matrix, (w, h))
     t1 = time.perf_counter()
@@ -107,9 +107,9 @@ class Inspector:
     def model_version(self) -> str:
         return self.bundle.meta.version
 
-    def detect(self, test: np.ndarray, template: np.ndarray, score_floor: float | None = None) -> tuple[
-        list[Defect], AnalysedPair, float
-    ]:
+    def detect(
+        self, test: np.ndarray, template: np.ndarray, score_floor: float | None = None
+    ) -> tuple[list[Defect], AnalysedPair, float]:
         """All detections above `score_floor` (default: the bundle's floor), with the analysis and model ms."""
         meta = self.bundle.meta
         analysed = analyse_pair(test, template, meta.registration, meta.candidates)

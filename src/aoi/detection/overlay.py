@@ -19,14 +19,18 @@ TYPE_COLOURS_BGR: dict[DefectType, tuple[int, int, int]] = {
 }
 
 
-def render_overlay(test: np.ndarray, result: InspectionResult, origin_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def render_overlay(
+    test: np.ndarray, result: InspectionResult, origin_px: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
     """BGR uint8 image: the tested image dimmed, defect boxes coloured by type, verdict banner on top."""
     base = test if test.ndim == 3 else cv2.cvtColor(test, cv2.COLOR_GRAY2BGR)
     canvas = (base.astype(np.float32) * 0.6 + 40).astype(np.uint8)
     ox, oy = origin_px
     for d in result.defects:
         colour = TYPE_COLOURS_BGR[d.type]
-        x1, y1, x2, y2 = (int(round(v)) for v in (d.box_px[0] - ox, d.box_px[1] - oy, d.box_px[2] - ox, d.box_px[3] - oy))
+        x1, y1, x2, y2 = (
+            int(round(v)) for v in (d.box_px[0] - ox, d.box_px[1] - oy, d.box_px[2] - ox, d.box_px[3] - oy)
+        )
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         label = f"{d.type.value} {d.confidence:.2f}"
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)

@@ -5,6 +5,7 @@ Every figure is measured here, in this process, on this machine; nothing is copi
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -52,7 +53,12 @@ def _sweep_condition(inspector: Inspector, pairs: Sequence[AnnotatedPair], cond:
         i, pair = i_pair
         test, template = read_image(pair.test_path), read_image(pair.template_path)
         moved, labels = perturb(
-            test, pair.labels, cond.shift_xy_px, cond.rotation_deg, cond.brightness, cond.noise_sigma,
+            test,
+            pair.labels,
+            cond.shift_xy_px,
+            cond.rotation_deg,
+            cond.brightness,
+            cond.noise_sigma,
             np.random.default_rng(1000 + i),
         )
         dets, _, _ = inspector.detect(moved, template)
@@ -81,13 +87,22 @@ def scratch_f_score(inspector: Inspector, n_boards: int, seed: int = 20261127, w
     p = tp / n_pred if n_pred else 1.0
     r = tp / n_truth if n_truth else 1.0
     f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"boards": n_boards, "scratches": n_truth, "precision": round(p, 4), "recall": round(r, 4), "f_score": round(f, 4)}
+    return {
+        "boards": n_boards,
+        "scratches": n_truth,
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f_score": round(f, 4),
+    }
 
 
 def _match_counts(pred: Sequence[Defect], truth: Sequence[LabeledBox]) -> tuple[int, int, int]:
     if not pred or not truth:
         return 0, len(pred), len(truth)
-    ious = iou_matrix(np.array([d.box_px for d in sorted(pred, key=lambda d: -d.confidence)], float), np.array([t.box_px for t in truth], float))
+    ious = iou_matrix(
+        np.array([d.box_px for d in sorted(pred, key=lambda d: -d.confidence)], float),
+        np.array([t.box_px for t in truth], float),
+    )
     used = np.zeros(len(truth), bool)
     tp = 0
     for row in ious:
@@ -113,13 +128,17 @@ def run_bench(
     t_load = time.perf_counter()
     inspector = Inspector.load(model)
     load_s = time.perf_counter() - t_load
-    wanted = [g for g in groups.split(",") if g] if groups else list(inspector.meta.training.get("validation_groups", []))
+    wanted = (
+        [g for g in groups.split(",") if g] if groups else list(inspector.meta.training.get("validation_groups", []))
+    )
     pairs = read_deeppcb(root, list_file)
     if wanted:
         pairs = [p for p in pairs if p.group in set(wanted)]
     if limit:
         pairs = pairs[:limit]
-    console.print(f"benchmarking {len(pairs)} pairs from groups {sorted({p.group for p in pairs})} with {workers} workers")
+    console.print(
+        f"benchmarking {len(pairs)} pairs from groups {sorted({p.group for p in pairs})} with {workers} workers"
+    )
     t0 = time.perf_counter()
     outcomes = list(run_pairs(inspector, pairs, score_floor=inspector.meta.score_floor, workers=workers))
     elapsed = time.perf_counter() - t0
@@ -129,7 +148,7 @@ def run_bench(
     stages = sorted({k for o in ok for k in o.stage_ms})
     stage_ms = {k: round(float(np.mean([o.stage_ms.get(k, 0.0) for o in ok])), 3) for k in stages}
     report: dict[str, Any] = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} cpus={len(__import__('os').sched_getaffinity(0))}".strip(),
+        "machine": f"{platform.machine()} cpus={len(os.sched_getaffinity(0))}",
         "model": inspector.model_version,
         "pairs": len(pairs),
         "failed": len(outcomes) - len(ok),
@@ -142,7 +161,9 @@ def run_bench(
             "workers": workers,
         },
     }
-    console.print(f"accuracy: mAP33 {accuracy['map33']}, DeepPCB mAP {accuracy['deeppcb_map']}, F {accuracy['f_score']}")
+    console.print(
+        f"accuracy: mAP33 {accuracy['map33']}, DeepPCB mAP {accuracy['deeppcb_map']}, F {accuracy['f_score']}"
+    )
     console.print(f"throughput: {report['throughput']}")
     if sweep:
         base = accuracy["map33"]

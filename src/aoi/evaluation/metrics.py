@@ -91,7 +91,9 @@ class OperatingPoint:
     n_truth: int
 
 
-def deeppcb_operating_point(images: Sequence[ImageEval], threshold: float, iou_thr: float = DEEPPCB_IOU) -> OperatingPoint:
+def deeppcb_operating_point(
+    images: Sequence[ImageEval], threshold: float, iou_thr: float = DEEPPCB_IOU
+) -> OperatingPoint:
     correct = n_det = n_truth = 0
     for im in images:
         dets = _sorted([d for d in im.detections if d.confidence >= threshold])
@@ -157,7 +159,9 @@ def mean_ap(aps: dict[str, float]) -> float:
     return float(np.mean(list(aps.values()))) if aps else float("nan")
 
 
-def confusion_matrix(images: Sequence[ImageEval], threshold: float, iou_thr: float = DEEPPCB_IOU) -> dict[str, dict[str, int]]:
+def confusion_matrix(
+    images: Sequence[ImageEval], threshold: float, iou_thr: float = DEEPPCB_IOU
+) -> dict[str, dict[str, int]]:
     """Rows: true type (or background for false alarms); columns: predicted type (or background for misses)."""
     labels = [t.value for t in DefectType] + [BACKGROUND]
     matrix = {r: {c: 0 for c in labels} for r in labels}

@@ -9,7 +9,11 @@ from torch import nn
 def _block(c_in: int, c_out: int, convs: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(convs):
-        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
     layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
 
@@ -25,7 +29,9 @@ class CandidateNet(nn.Module):
             _block(3 * w, 4 * w),
         )
         side = crop_px // 16
-        self.neck = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * side * side, 128), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.neck = nn.Sequential(
+            nn.Flatten(), nn.Linear(4 * w * side * side, 128), nn.ReLU(inplace=True), nn.Dropout(0.1)
+        )
         self.cls = nn.Linear(128, n_outputs)
         self.box = nn.Linear(128, 4)
 

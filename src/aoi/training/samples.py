@@ -91,7 +91,10 @@ def perturb_test(
     image, moved = perturb(
         test,
         truth,
-        shift_xy_px=(float(rng.uniform(-cfg.max_shift_px, cfg.max_shift_px)), float(rng.uniform(-cfg.max_shift_px, cfg.max_shift_px))),
+        shift_xy_px=(
+            float(rng.uniform(-cfg.max_shift_px, cfg.max_shift_px)),
+            float(rng.uniform(-cfg.max_shift_px, cfg.max_shift_px)),
+        ),
         rotation_deg=float(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg)),
         brightness=1.0 + float(rng.uniform(-cfg.brightness, cfg.brightness)),
         noise_sigma=float(rng.uniform(0, cfg.max_noise_sigma)),
@@ -100,7 +103,9 @@ def perturb_test(
     return image, list(moved)
 
 
-ScratchPainter = Callable[[np.ndarray, np.random.Generator, Sequence[tuple[float, float, float, float]]], tuple[np.ndarray, LabeledBox]]
+ScratchPainter = Callable[
+    [np.ndarray, np.random.Generator, Sequence[tuple[float, float, float, float]]], tuple[np.ndarray, LabeledBox]
+]
 
 
 def _default_scratch_painter() -> ScratchPainter:
@@ -149,9 +154,7 @@ def _samples_for_pair(job: _Job) -> SampleSet | None:
         labels, targets = label_candidates(analysed.candidates, truth, job.classes)
         n = len(labels)
         parts.append(
-            SampleSet(
-                analysed.candidates.crops.astype(np.float16), labels, targets, np.full(n, job.index, np.int32)
-            )
+            SampleSet(analysed.candidates.crops.astype(np.float16), labels, targets, np.full(n, job.index, np.int32))
         )
     return SampleSet.concat(parts) if parts else None
 

@@ -51,7 +51,9 @@ def load_dataset(root: Path, fmt: str, list_file: str | None) -> list[AnnotatedP
     raise DatasetError(f"unknown dataset format {fmt!r}; expected deeppcb, yolo or coco")
 
 
-def split_pairs(pairs: Sequence[AnnotatedPair], groups: Sequence[str], seed: int) -> tuple[list[AnnotatedPair], list[AnnotatedPair]]:
+def split_pairs(
+    pairs: Sequence[AnnotatedPair], groups: Sequence[str], seed: int
+) -> tuple[list[AnnotatedPair], list[AnnotatedPair]]:
     """Hold out whole groups: the named ones, else about a fifth of the groups (a fifth of images if one group)."""
     names = sorted({p.group for p in pairs})
     if groups:
@@ -147,12 +149,16 @@ def train(
         train_pairs = train_pairs[:max_train_pairs]
     if not train_pairs:
         raise DatasetError("no training pairs after the validation split")
-    log(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs (held-out groups: "
-        f"{sorted({p.group for p in val_pairs})})")
+    log(
+        f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs (held-out groups: "
+        f"{sorted({p.group for p in val_pairs})})"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "cache"
     fp = fingerprint(train_pairs)
-    recipe_key = hashlib.sha256(json.dumps(recipe.augment.__dict__, sort_keys=True).encode() + fp.encode()).hexdigest()[:12]
+    recipe_key = hashlib.sha256(json.dumps(recipe.augment.__dict__, sort_keys=True).encode() + fp.encode()).hexdigest()[
+        :12
+    ]
     _seed_everything(recipe.seed)
 
     def tick(task: str, total: int) -> Callable[[int], None]:
@@ -161,8 +167,14 @@ def train(
     train_set = _cached_samples(
         cache,
         f"train-{recipe_key}-{recipe.seed}-{','.join(c.value for c in classes)}",
-        lambda: build_samples(train_pairs, classes, seed=recipe.seed, augment=recipe.augment,
-                              workers=recipe.workers, progress=tick("train samples", len(train_pairs))),
+        lambda: build_samples(
+            train_pairs,
+            classes,
+            seed=recipe.seed,
+            augment=recipe.augment,
+            workers=recipe.workers,
+            progress=tick("train samples", len(train_pairs)),
+        ),
     )
     counts = np.bincount(train_set.labels, minlength=len(classes) + 1)
     log(f"{len(train_set.labels)} training candidates; per class (background first): {counts.tolist()}")
@@ -259,10 +271,58 @@ def train(
     bundle.save_meta()
     if val_pairs:
         bundle = calibrate(bundle, val_pairs, log=log, workers=recipe.workers)
+    write_model_card(bundle)
     return bundle
 
 
-def calibrate(bundle: ModelBundle, val_pairs: Sequence[AnnotatedPair], *, log: Callable[[str], None], workers: int = 2) -> ModelBundle:
+def write_model_card(bundle: ModelBundle) -> Path:
+    """A human-readable card beside the weights: data, recipe, measured validation figures."""
+    meta = bundle.meta
+    t = meta.training
+    v = meta.metrics.get("validation", {})
+    lines = [
+        f"# Model card: {meta.version}",
+        "",
+        "Candidate classifier of the `aoi` inspection engine: for each region where the tested image",
+        "disagrees with its registered golden template, it predicts background or one of the defect",
+        f"types ({', '.join(c.value for c in meta.classes)}) and refines the defect's box.",
+        "",
+        "## Data",
+        f"- Trained on `{t.get('dataset', '?')}` ({t.get('train_pairs', '?')} pairs, "
+        f"fingerprint `{t.get('data_fingerprint', '?')}`), plus augmented copies (misalignment,",
+        "  brightness, noise) and synthetic scratches painted on those real boards.",
+        "- DeepPCB: Tang et al. 2019, MIT license; its authors ask that it be used for research.",
+        f"- Validation: held-out groups {t.get('validation_groups', [])} "
+        f"({t.get('validation_pairs', '?')} pairs), never trained on.",
+        "",
+        "## Recipe",
+        "```json",
+        json.dumps(t.get("recipe", {}), indent=1, sort_keys=True),
+        "```",
+        "",
+        "## Measured on the validation groups (by `aoi train`'s calibration step)",
+        f"- Operating threshold (best DeepPCB F-score): {meta.threshold}",
+    ]
+    if v:
+        lines += [
+            f"- DeepPCB protocol: mAP {v.get('deeppcb_map')}, F-score {v.get('f_score')} "
+            f"(precision {v.get('precision')}, recall {v.get('recall')})",
+            f"- mAP@0.33 {v.get('map33')}, mAP@0.5 {v.get('map50')}",
+            f"- AP@0.33 per class: {json.dumps(v.get('ap33', {}))}",
+        ]
+    lines += [
+        "",
+        "Reproduce: `aoi train ../shared/datasets/deeppcb/PCBData --recipe recipes/default.json --out runs/default`.",
+        "",
+    ]
+    path = bundle.path / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def calibrate(
+    bundle: ModelBundle, val_pairs: Sequence[AnnotatedPair], *, log: Callable[[str], None], workers: int = 2
+) -> ModelBundle:
     """Choose the operating threshold with the best DeepPCB F-score on validation; record the metrics."""
     inspector = Inspector(bundle)
     images = [
