@@ -8,12 +8,18 @@ warm-up. It reports throughput, latency percentiles and errors, and checks that 
 duplicated: every id answered with a 2xx is listed exactly once by GET /api/v1/inspections and the
 stored total equals the number of 2xx answers.
 
+Two load shapes: closed loop (default; each client posts back to back, which finds the maximum
+throughput, and latency then grows with the number of clients by Little's law) and open loop
+(`--rate R`: requests due at a fixed rate, like a line that produces R boards/s; latency counts from
+the due time, so falling behind shows up as queueing). Requests due in the measured window count.
+
 The client runs on the same machine as the server and competes for the same cores; it is kept lean
 (stdlib http.client, pre-built request bodies, no per-request allocation beyond the response) and
 its own CPU time is reported next to the server's.
 
     python scripts/bench_http.py                         # 30 s after 5 s warm-up, 4 clients
     python scripts/bench_http.py --clients 8 --duration 60
+    python scripts/bench_http.py --rate 50 --clients 8       # open loop: a line sending 50 boards/s
     python scripts/bench_http.py --engine fake --duration 5  # HTTP/storage path only (test-suite fake engine)
 
 The last line printed is one JSON object with the figures. Exit status 1 when any inspection was
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import platform
@@ -37,7 +44,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,6 +258,22 @@ class ClientLog:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Schedule:
+    """Open-loop arrivals: request i is due at `start + i / rate_hz`, whichever client is free takes it.
+
+    Latency is measured from the due time, not from the send, so a server that falls behind shows its
+    queueing in the figures (no coordinated omission).
+    """
+
+    start: float
+    rate_hz: float
+    counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def next_due(self) -> float:
+        return self.start + next(self.counter) / self.rate_hz  # next() on itertools.count is atomic
+
+
 def client_loop(
     port: int,
     bodies: Sequence[tuple[bytes, str]],
@@ -258,13 +281,21 @@ def client_loop(
     offset: int,
     stop_at: float,
     log: ClientLog,
+    schedule: Schedule | None = None,
 ) -> None:
-    """Post bodies round-robin over one keep-alive connection until `stop_at`."""
+    """Post bodies round-robin over one keep-alive connection until `stop_at`: back to back
+    (closed loop), or at the due times of `schedule` (open loop)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     index = offset
     clock = time.perf_counter
     while True:
-        started = clock()
+        if schedule is None:
+            started = clock()
+        else:
+            started = schedule.next_due()
+            wait_s = started - clock()
+            if wait_s > 0:
+                time.sleep(wait_s)
         if started >= stop_at:
             break
         body, ctype = bodies[index % len(bodies)]
@@ -342,10 +373,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         stop_at = measure_from + args.duration
         server_cpu0 = server.cpu_s()
         client_cpu0 = _own_cpu_s()
+        schedule = Schedule(t0, args.rate) if args.rate else None
         threads = [
             threading.Thread(
                 target=client_loop,
-                args=(server.port, bodies, key, i * len(bodies) // args.clients, stop_at, logs[i]),
+                args=(server.port, bodies, key, i * len(bodies) // args.clients, stop_at, logs[i], schedule),
                 daemon=True,
             )
             for i in range(args.clients)
@@ -361,7 +393,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         client_cpu1 = _own_cpu_s()
         ended = time.perf_counter()
 
-        window = [s for log in logs for s in log.samples if s[0] >= measure_from and s[1] <= stop_at]
+        window = [s for log in logs for s in log.samples if measure_from <= s[0] < stop_at]
         ok_latencies = [end - start for start, end, status in window if 200 <= status < 300]
         measured_s = stop_at - measure_from
         answered_ids = [i for log in logs for i in log.ids]
@@ -372,6 +404,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "benchmark": "http_inspections",
             "engine": args.engine,
             "clients": args.clients,
+            "mode": f"open loop, {args.rate} requests/s offered" if args.rate else "closed loop (back to back)",
             "images": f"{args.images} distinct 640x640 PNG, {sum(1 for c in boards.defect_count if c)} with defects",
             "warmup_s": args.warmup,
             "duration_s": round(measured_s, 1),
@@ -426,6 +459,9 @@ def _own_cpu_s() -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads (keep-alive each)")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="open loop: requests/s offered (0: each client back to back)"
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds, after the warm-up")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
     parser.add_argument("--images", type=int, default=32, help="distinct boards posted round-robin")
