@@ -425,12 +425,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "unexpected_in_db": len(db_set - answered_set),
             "server_cpu_s_per_s": round((server_cpu1 - server_cpu_warm) / measured_s, 2),
             "client_cpu_s_per_s": round((client_cpu1 - client_cpu_warm) / measured_s, 2),
-            "server_cpu_ms_per_inspection": round(
-                1e3 * (server_cpu1 - server_cpu0) / max(1, len(answered_ids)), 1
-            ),
-            "client_cpu_ms_per_inspection": round(
-                1e3 * (client_cpu1 - client_cpu0) / max(1, len(answered_ids)), 1
-            ),
+            "server_cpu_ms_per_inspection": round(1e3 * (server_cpu1 - server_cpu0) / max(1, len(answered_ids)), 1),
+            "client_cpu_ms_per_inspection": round(1e3 * (client_cpu1 - client_cpu0) / max(1, len(answered_ids)), 1),
             "wall_s": round(ended - t0, 1),
             "server_args": ["--no-hot-folder", *args.server_arg],
             "machine": machine(),

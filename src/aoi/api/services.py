@@ -7,6 +7,7 @@ called from scripts and tests.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -167,6 +168,15 @@ class InspectionService:
         self.settings = settings
         self.metrics = metrics
         self.products = products
+        self._slots = threading.BoundedSemaphore(settings.upload_concurrency)
+        self._waiting = 0
+        self._busy = 0
+        self._count_lock = threading.Lock()
+        metrics.add_gauge("upload_slots", "Uploads being inspected (busy) and waiting for a slot.", self._slot_counts)
+
+    def _slot_counts(self) -> dict[str, float]:
+        with self._count_lock:
+            return {"busy": float(self._busy), "waiting": float(self._waiting)}
 
     def inspect_upload(
         self,
@@ -186,6 +196,33 @@ class InspectionService:
         if px_per_mm is not None and (not px_per_mm > 0 or not np.isfinite(px_per_mm)):
             raise ApiError(422, "invalid_request", f"px_per_mm must be a positive number, got {px_per_mm}")
         product = self.products.get(product_ref) if product_ref is not None else None
+        with self._count_lock:
+            self._waiting += 1
+        self._slots.acquire()  # back-pressure: wait for a core, never refuse
+        with self._count_lock:
+            self._waiting -= 1
+            self._busy += 1
+        try:
+            test, result, uploaded_template = self._decode_and_inspect(image, product, template, px_per_mm, image_id)
+        finally:
+            with self._count_lock:
+                self._busy -= 1
+            self._slots.release()
+        stored = self.storage.recorder.record(
+            result, test, product=product, template_image=uploaded_template, source="upload", test_png=image.data
+        )
+        self.metrics.observe_inspection(stored.result.verdict.value, "upload", time.perf_counter() - started)
+        return stored
+
+    def _decode_and_inspect(
+        self,
+        image: Upload,
+        product: Product | None,
+        template: Upload | None,
+        px_per_mm: float | None,
+        image_id: str | None,
+    ) -> tuple[np.ndarray, InspectionResult, np.ndarray | None]:
+        """The CPU-bound part of an upload, run while holding one of the `upload_concurrency` slots."""
         test = decode_upload(image, "image")
         if product is not None:
             template_image = self.storage.images.load_template(product.template_path)
@@ -205,11 +242,7 @@ class InspectionService:
             result = self._inspect(test, template_image, name, scale, rules, product.name if product else None)
         except InspectionInputError as exc:
             raise ApiError(422, type(exc).__name__, str(exc)) from exc
-        stored = self.storage.recorder.record(
-            result, test, product=product, template_image=uploaded_template, source="upload", test_png=image.data
-        )
-        self.metrics.observe_inspection(stored.result.verdict.value, "upload", time.perf_counter() - started)
-        return stored
+        return test, result, uploaded_template
 
     def _inspect(
         self,

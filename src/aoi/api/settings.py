@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ class ServiceSettings:
 
     `panel_tile_px`: uploads larger than this in either dimension are inspected tile by tile.
     `default_px_per_mm` applies to uploads with an explicit template and no product.
+    `upload_concurrency`: uploads decoded and inspected at once (one per core by default); more
+    concurrent requests wait for a slot (back-pressure, nothing is dropped) instead of fighting over
+    the cores, which would only make every one of them slower.
     """
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -25,9 +29,12 @@ class ServiceSettings:
     panel_tile_px: int = 2048
     panel_overlap_px: int = 96
     serve_dashboard: bool = True
+    upload_concurrency: int = max(1, os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
+        if self.upload_concurrency < 1:
+            raise ValueError(f"upload_concurrency must be at least 1, got {self.upload_concurrency}")
         if not self.default_px_per_mm > 0:
             raise ValueError(f"default_px_per_mm must be positive, got {self.default_px_per_mm}")
