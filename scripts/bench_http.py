@@ -54,17 +54,22 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 API = "/api/v1"
 
-# `aoi serve` with the fake engine of the service tests: measures the HTTP + storage path alone.
-_FAKE_SERVER = """
+# What `aoi serve` composes, with knobs the command does not expose: the fake engine of the service
+# tests (the HTTP + storage path alone) and the upload concurrency (to measure with and without it).
+_LAUNCHER = """
 import sys
 sys.path.insert(0, {tests!r})
 import uvicorn
 from pathlib import Path
 from aoi.api import ServiceSettings, create_app
 from aoi.api.line import LineOptions, build_line
-from service.conftest import FakeInspector
-settings = ServiceSettings(data_dir=Path({data_dir!r}))
-inspector = FakeInspector()
+settings = ServiceSettings(data_dir=Path({data_dir!r}), **{settings!r})
+if {fake!r}:
+    from service.conftest import FakeInspector
+    inspector = FakeInspector()
+else:
+    from aoi.detection.inspector import Inspector
+    inspector = Inspector.load()
 options = LineOptions(hot_folder={hot_folder})
 app = create_app(settings, inspector=inspector, line_factory=lambda svc: build_line(svc, options, inspector))
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
@@ -113,14 +118,18 @@ class ServerProcess:
     port: int
     engine: str = "default"
     extra_args: Sequence[str] = ()
+    upload_concurrency: int | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 180.0) -> None:
-        if self.engine == "fake":
-            code = _FAKE_SERVER.format(
+        if self.engine == "fake" or self.upload_concurrency is not None:
+            settings = {} if self.upload_concurrency is None else {"upload_concurrency": self.upload_concurrency}
+            code = _LAUNCHER.format(
                 tests=str(REPO_ROOT / "tests"),
                 data_dir=str(self.data_dir),
                 port=self.port,
+                settings=settings,
+                fake=self.engine == "fake",
                 hot_folder="--no-hot-folder" not in self.extra_args,
             )
             cmd = [sys.executable, "-c", code]
@@ -357,7 +366,9 @@ def machine() -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     data_dir = Path(tempfile.mkdtemp(prefix="aoi-bench-http-"))
-    server = ServerProcess(data_dir, args.port or free_port(), args.engine, ["--no-hot-folder", *args.server_arg])
+    server = ServerProcess(
+        data_dir, args.port or free_port(), args.engine, ["--no-hot-folder", *args.server_arg], args.upload_concurrency
+    )
     try:
         key = create_key(data_dir)
         server.start()
@@ -429,6 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "client_cpu_ms_per_inspection": round(1e3 * (client_cpu1 - client_cpu0) / max(1, len(answered_ids)), 1),
             "wall_s": round(ended - t0, 1),
             "server_args": ["--no-hot-folder", *args.server_arg],
+            "upload_concurrency": args.upload_concurrency or "default (one per core)",
             "machine": machine(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -465,6 +477,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--engine", choices=["default", "fake"], default="default")
+    parser.add_argument(
+        "--upload-concurrency",
+        type=int,
+        default=None,
+        help="start the app with this ServiceSettings.upload_concurrency instead of `aoi serve` (diagnostics)",
+    )
     parser.add_argument("--server-arg", action="append", default=[], help="extra `aoi serve` argument (repeatable)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory")
     args = parser.parse_args(argv)
