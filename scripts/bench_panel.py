@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--px-per-mm", type=float, default=48.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--inspector", choices=["default", "fake"], default="default")
+    parser.add_argument("--bundle", default=None, help="model bundle folder (default: the installed default model)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     args = parser.parse_args(argv)
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from aoi.detection.inspector import Inspector
 
-        inspector = Inspector.load()
+        inspector = Inspector.load(args.bundle)
 
     t0 = time.perf_counter()
     result = inspect_panel(

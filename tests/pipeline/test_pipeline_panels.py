@@ -182,3 +182,28 @@ def test_small_or_absent_shift_leaves_windows_in_place() -> None:
     assert estimate_panel_shift(_shifted(template, 3, -2), template, 512) == (0, 0)  # tile registration's job
     assert estimate_panel_shift(_shifted(template, -70, 35), template, 512) == (-70, 35)
     assert estimate_panel_shift(_shifted(template, -70, 35), template, 50) == (0, 0)  # beyond the allowed range
+
+
+class ClippedContextNoise(FakeInspector):
+    """Like the engine near a tile edge: a view with clipped context calls a defect another type and box."""
+
+    def inspect(self, test, template, *, image_id, origin_px=(0.0, 0.0), **kwargs):  # type: ignore[no-untyped-def,override]
+        from dataclasses import replace
+
+        result = super().inspect(test, template, image_id=image_id, origin_px=origin_px, **kwargs)
+        noisy = [
+            replace(d, type=DefectType.OPEN, box_px=(d.box_px[0], d.box_px[1], d.box_px[2] + 9, d.box_px[3] + 7))
+            if d.box_px[0] <= 24 and origin_px[0] > 0
+            else d
+            for d in result.defects
+        ]
+        return replace(result, defects=tuple(noisy))
+
+
+def test_a_view_with_clipped_context_yields_to_the_tile_that_sees_the_defect_whole() -> None:
+    template = _panel_template((700, 300), seed=8)
+    test = with_defect(template, (200, 100, 210, 110))  # in the overlap [192, 256): near tile 1's left edge
+    result = inspect_panel(
+        ClippedContextNoise(), test, template, px_per_mm=PX_PER_MM, image_id="e", tile_px=256, overlap_px=64
+    )
+    assert [(d.type, d.box_px) for d in result.defects] == [(DefectType.SHORT, (200.0, 100.0, 210.0, 110.0))]

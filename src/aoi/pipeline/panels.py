@@ -134,12 +134,17 @@ def inspect_panel(
     inspected = time.perf_counter()
 
     candidates: list[tuple[int, Defect]] = []
+    cut: list[bool] = []
     for tile, result in zip(tiles, tile_results, strict=True):
         for d in result.defects:
             x1, y1, x2, y2 = d.box_px
             moved = (x1 + tile.x_px, y1 + tile.y_px, x2 + tile.x_px, y2 + tile.y_px)
+            is_cut = _touches_inner_edge(moved, tile, (w, h))
+            if is_cut and _seen_whole_elsewhere(moved, tile, tiles, (w, h)):
+                continue  # another tile saw this whole region: its call (defect or none) stands
             candidates.append((tile.index, replace(d, box_px=moved).with_mm(px_per_mm)))
-    defects = merge_tile_defects(candidates, px_per_mm)
+            cut.append(is_cut)
+    defects = merge_tile_defects(candidates, px_per_mm, cut=cut)
     finished = time.perf_counter()
 
     timings: dict[str, float] = {}
@@ -257,6 +262,17 @@ def _same_defect(a: Defect, b: Defect) -> bool:
     return iou >= 0.6 or contained >= 0.9
 
 
+def _covered(part: Defect, whole: Defect) -> float:
+    """The fraction of `part`'s box that lies inside `whole`'s box."""
+    a, b = part.box_px, whole.box_px
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    return ix * iy / area if area > 0 else 1.0
+
+
 def _gap_px(a: Sequence[float], b: Sequence[float]) -> float:
     dx = max(a[0] - b[2], b[0] - a[2], 0.0)
     dy = max(a[1] - b[3], b[1] - a[3], 0.0)
@@ -275,8 +291,44 @@ def _cut_pair(a: Sequence[float], b: Sequence[float]) -> bool:
 _MERGE_CELL_PX = 256  # spatial hash cell: only detections sharing a cell are compared
 
 
-def merge_tile_defects(candidates: Sequence[tuple[int, Defect]], px_per_mm: float) -> list[Defect]:
+# A box this close to a tile edge inside the panel may be a cut-off view, or was classified with its
+# context clipped (the engine looks ~24 px around a candidate): the tile that sees it whole decides.
+EDGE_CUT_PX = 24.0
+
+
+def _touches_inner_edge(box_px: Sequence[float], tile: Tile, size_wh: tuple[int, int]) -> bool:
+    """Whether the box reaches a tile edge that is not the panel's edge (the defect may continue beyond)."""
+    x1, y1, x2, y2 = box_px
+    w, h = size_wh
+    return (
+        (tile.x_px > 0 and x1 - tile.x_px <= EDGE_CUT_PX)
+        or (tile.y_px > 0 and y1 - tile.y_px <= EDGE_CUT_PX)
+        or (tile.x_px + tile.w_px < w and tile.x_px + tile.w_px - x2 <= EDGE_CUT_PX)
+        or (tile.y_px + tile.h_px < h and tile.y_px + tile.h_px - y2 <= EDGE_CUT_PX)
+    )
+
+
+def _seen_whole_elsewhere(box_px: Sequence[float], own: Tile, tiles: Sequence[Tile], size_wh: tuple[int, int]) -> bool:
+    """Whether another tile holds the box well inside it (not touching its inner edges)."""
+    x1, y1, x2, y2 = box_px
+    for t in tiles:
+        if t.index == own.index:
+            continue
+        inside = t.x_px <= x1 and t.y_px <= y1 and x2 <= t.x_px + t.w_px and y2 <= t.y_px + t.h_px
+        if inside and not _touches_inner_edge(box_px, t, size_wh):
+            return True
+    return False
+
+
+def merge_tile_defects(
+    candidates: Sequence[tuple[int, Defect]], px_per_mm: float, cut: Sequence[bool] | None = None
+) -> list[Defect]:
     """Merge detections of one defect seen by several tiles into one box (their union).
+
+    `cut[i]` marks a detection touching an inner tile edge: a partial view whose box and type are
+    unreliable. It is dropped when another tile has a whole view (not cut) covering at least a
+    third of it; with no whole view (a defect wider than the overlap) the pieces are merged.
+    (`inspect_panel` drops, before this, cut views of regions another tile saw whole.)
 
     Only detections from *different* tiles merge: two boxes inside one tile are the detector's own
     call, and a merged group never holds two detections of one tile (so a defect at a four-tile
@@ -306,6 +358,18 @@ def merge_tile_defects(candidates: Sequence[tuple[int, Defect]], px_per_mm: floa
             for j in cell[a + 1 :]:
                 if candidates[i][0] != candidates[j][0]:
                     pairs.add((i, j) if i < j else (j, i))
+    if cut is not None:
+        if len(cut) != n:
+            raise ValueError(f"cut has {len(cut)} flags for {n} candidates")
+        dropped = {
+            partial
+            for i, j in pairs
+            for partial, whole in ((i, j), (j, i))
+            if cut[partial] and not cut[whole] and _covered(candidates[partial][1], candidates[whole][1]) >= 1 / 3
+        }
+        if dropped:
+            keep = [i for i in range(n) if i not in dropped]
+            return merge_tile_defects([candidates[i] for i in keep], px_per_mm)
     # strongest pairs first, so that a group forms around its most confident detections
     for i, j in sorted(pairs, key=lambda p: (-min(candidates[p[0]][1].confidence, candidates[p[1]][1].confidence), p)):
         ri, rj = root(i), root(j)
