@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     panel = list(result.defects)
     found_of_reference = match(panel, ref_boxes)
     extra = len(panel) - match(reference, [(d.type, d.box_px) for d in panel])
+    located_any_type = match(panel, ref_boxes, typed=False)
+    extra_any_type = len(panel) - match(reference, [(d.type, d.box_px) for d in panel], typed=False)
     truth_found = match(panel, case.truth)
     truth_located = match(panel, case.truth, min_iou=0.3, typed=False)
     figures = {
@@ -211,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "board_by_board_defects": len(reference),
         "board_by_board_found_in_panel": found_of_reference,
         "panel_defects_not_in_board_by_board": extra,
+        "board_by_board_located_in_panel_any_type": located_any_type,
+        "panel_defects_not_in_board_by_board_any_type": extra_any_type,
         "ground_truth": len(case.truth),
         "ground_truth_found": truth_found,
         "ground_truth_located_any_type_iou_0.3": truth_located,

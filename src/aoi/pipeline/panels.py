@@ -262,6 +262,10 @@ def _same_defect(a: Defect, b: Defect) -> bool:
     return iou >= 0.6 or contained >= 0.9
 
 
+def _area(box: Sequence[float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
 def _covered(part: Defect, whole: Defect) -> float:
     """The fraction of `part`'s box that lies inside `whole`'s box."""
     a, b = part.box_px, whole.box_px
@@ -332,9 +336,10 @@ def merge_tile_defects(
 
     Only detections from *different* tiles merge: two boxes inside one tile are the detector's own
     call, and a merged group never holds two detections of one tile (so a defect at a four-tile
-    corner becomes one, but two neighbouring defects do not chain into one). The group keeps its
-    most confident member's type and confidence. Pairs are found through a spatial hash, so a
-    16k panel with thousands of detections merges in milliseconds.
+    corner becomes one, but two neighbouring defects do not chain into one). The group takes type
+    and confidence from its fullest view: an uncut one, else the largest piece (a sliver at a tile
+    edge is the least reliable call), then the most confident. Pairs are found through a spatial
+    hash, so a 16k panel with thousands of detections merges in milliseconds.
     """
     n = len(candidates)
     parent = list(range(n))
@@ -369,7 +374,7 @@ def merge_tile_defects(
         }
         if dropped:
             keep = [i for i in range(n) if i not in dropped]
-            return merge_tile_defects([candidates[i] for i in keep], px_per_mm)
+            return merge_tile_defects([candidates[i] for i in keep], px_per_mm, cut=[cut[i] for i in keep])
     # strongest pairs first, so that a group forms around its most confident detections
     for i, j in sorted(pairs, key=lambda p: (-min(candidates[p[0]][1].confidence, candidates[p[1]][1].confidence), p)):
         ri, rj = root(i), root(j)
@@ -378,21 +383,30 @@ def merge_tile_defects(
         parent[rj] = ri
         tiles_of[ri] = tiles_of[ri] | tiles_of[rj]
 
-    groups: dict[int, list[Defect]] = {}
-    for i, (_, d) in enumerate(candidates):
-        groups.setdefault(root(i), []).append(d)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
     defects: list[Defect] = []
     for group in groups.values():
-        best = max(group, key=lambda d: d.confidence)
-        if len(group) == 1:
-            defects.append(best)
+        members = [candidates[i][1] for i in group]
+        if len(members) == 1:
+            defects.append(members[0])
             continue
-        union = (
-            min(d.box_px[0] for d in group),
-            min(d.box_px[1] for d in group),
-            max(d.box_px[2] for d in group),
-            max(d.box_px[3] for d in group),
+        # the fullest view names the defect: an uncut one, else the largest piece, then confidence
+        best = max(
+            group,
+            key=lambda i: (
+                cut is None or not cut[i],
+                _area(candidates[i][1].box_px),
+                candidates[i][1].confidence,
+            ),
         )
-        defects.append(replace(best, box_px=union).with_mm(px_per_mm))
+        union = (
+            min(d.box_px[0] for d in members),
+            min(d.box_px[1] for d in members),
+            max(d.box_px[2] for d in members),
+            max(d.box_px[3] for d in members),
+        )
+        defects.append(replace(candidates[best][1], box_px=union).with_mm(px_per_mm))
     defects.sort(key=lambda d: (d.box_px[1], d.box_px[0]))
     return defects
