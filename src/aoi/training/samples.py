@@ -1,7 +1,9 @@
 """Turn annotated pairs into labelled classifier samples, through the same `analyse_pair` as serving.
 
 A candidate is labelled with the ground-truth box that contains its centre (the nearest such box when
-several do); otherwise it is background. Augmented variants of each pair (misalignment, brightness,
+several do); otherwise it is background. A short piece of a long scratch looks locally like an open or
+a pin-hole; such pieces (shorter than half the scratch) are left out of training (label IGNORE) rather
+than taught as scratches. Augmented variants of each pair (misalignment, brightness,
 noise, injected synthetic scratches) teach the classifier what registration residue looks like.
 """
 
@@ -21,6 +23,10 @@ from aoi.registration import RegistrationConfig, RegistrationError
 from aoi.schema import DefectType
 
 
+IGNORE = -1  # label of candidates left out of training
+SCRATCH_BOX_MARGIN_PX = 8  # synthetic boxes are the changed pixels grown by this much
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     variants: int = 1  # augmented copies per pair besides the original
@@ -34,7 +40,7 @@ class AugmentConfig:
 @dataclass
 class SampleSet:
     crops: np.ndarray  # (N, C, H, W) float16
-    labels: np.ndarray  # (N,) int64, 0 = background, i+1 = classes[i]
+    labels: np.ndarray  # (N,) int64, 0 = background, i+1 = classes[i], IGNORE = left out
     boxes: np.ndarray  # (N, 4) float32, target box in window units (0 for background)
     image_index: np.ndarray  # (N,) int32, which pair it came from
 
@@ -71,10 +77,16 @@ def label_candidates(
     )
     dist = np.linalg.norm(centre[:, None, :] - gt_centre[None, :, :], axis=2)
     dist = np.where(inside, dist, np.inf)
+    extent = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
     for i in range(n):
         g = int(np.argmin(dist[i]))
         if not np.isfinite(dist[i, g]) or truth[g].type not in class_index:
             continue
+        if truth[g].type is DefectType.SCRATCH:
+            scratch_len = max(gt[g, 2] - gt[g, 0], gt[g, 3] - gt[g, 1]) - 2 * SCRATCH_BOX_MARGIN_PX
+            if extent[i] < 0.5 * scratch_len:
+                labels[i] = IGNORE
+                continue
         labels[i] = class_index[truth[g].type]
         win = cands.windows_xyxy[i]
         side = win[2] - win[0]

@@ -176,6 +176,8 @@ def train(
             progress=tick("train samples", len(train_pairs)),
         ),
     )
+    used = train_set.labels >= 0
+    train_set = SampleSet(train_set.crops[used], train_set.labels[used], train_set.boxes[used], train_set.image_index[used])
     counts = np.bincount(train_set.labels, minlength=len(classes) + 1)
     log(f"{len(train_set.labels)} training candidates; per class (background first): {counts.tolist()}")
 
