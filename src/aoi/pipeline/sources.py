@@ -351,10 +351,12 @@ PairFactory = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
 def synthetic_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(template, test) from the synthetic board generator."""
+    """(template, test) from the synthetic board generator: about half the boards are good, the rest
+    carry 1-4 defects, some slightly misaligned, so the demo line shows a realistic yield."""
     from aoi.data.synthetic import make_pair  # imported on use: the demo is optional
 
-    pair = make_pair(rng)
+    n_defects = (0, 0) if rng.random() < 0.5 else (1, 4)
+    pair = make_pair(rng, n_defects=n_defects, misalign=bool(rng.random() < 0.3))
     return pair.template, pair.test
 
 
