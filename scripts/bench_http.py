@@ -72,7 +72,7 @@ else:
     inspector = Inspector.load()
 options = LineOptions(hot_folder={hot_folder})
 app = create_app(settings, inspector=inspector, line_factory=lambda svc: build_line(svc, options, inspector))
-uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port={port}, log_level="info")  # as `aoi serve`
 """
 
 
