@@ -21,7 +21,7 @@ N_CHANNELS = 4  # tested, template, candidate mask, scale
 class CandidateConfig:
     tolerance_px: int = 2
     min_area_px: int = 6
-    group_px: int = 3
+    group_px: int = 1
     max_candidates: int = 256
     context_px: int = 24  # window = candidate extent + 2 * context, at least `min_window_px`
     min_window_px: int = 64

@@ -77,6 +77,15 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.array(keep, np.int64)
 
 
+def _mirror(crops: np.ndarray, horizontal: bool, vertical: bool) -> np.ndarray:
+    out = crops
+    if horizontal:
+        out = out[:, :, :, ::-1]
+    if vertical:
+        out = out[:, :, ::-1, :]
+    return np.ascontiguousarray(out)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -107,6 +116,24 @@ class Inspector:
     def model_version(self) -> str:
         return self.bundle.meta.version
 
+    def _classify(self, crops: np.ndarray, flips: int) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and window-unit boxes, averaged over `flips` mirrored views (1, 2 or 4)."""
+        views = [(False, False), (True, False), (False, True), (True, True)][: max(1, min(flips, 4))]
+        batch = np.concatenate([_mirror(crops, h, v) for h, v in views]) if len(views) > 1 else crops
+        logits, boxes = self._session.run(None, {self._input: batch})
+        n = len(crops)
+        probs = np.zeros((n, logits.shape[1]), np.float32)
+        box_sum = np.zeros((n, 4), np.float32)
+        for k, (h, v) in enumerate(views):
+            probs += softmax(logits[k * n : (k + 1) * n])
+            b = boxes[k * n : (k + 1) * n]
+            if h:
+                b = np.stack([1 - b[:, 2], b[:, 1], 1 - b[:, 0], b[:, 3]], 1)
+            if v:
+                b = np.stack([b[:, 0], 1 - b[:, 3], b[:, 2], 1 - b[:, 1]], 1)
+            box_sum += b
+        return probs / len(views), box_sum / len(views)
+
     def detect(
         self, test: np.ndarray, template: np.ndarray, score_floor: float | None = None
     ) -> tuple[list[Defect], AnalysedPair, float]:
@@ -117,8 +144,7 @@ class Inspector:
         t0 = time.perf_counter()
         if len(cands.crops) == 0:
             return [], analysed, 0.0
-        logits, box_out = self._session.run(None, {self._input: cands.crops})
-        probs = softmax(logits)
+        probs, box_out = self._classify(cands.crops, meta.test_time_flips)
         defect_probs = probs[:, 1:]
         type_idx = defect_probs.argmax(1)
         scores = defect_probs[np.arange(len(type_idx)), type_idx]

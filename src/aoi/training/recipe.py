@@ -28,6 +28,7 @@ class TrainRecipe:
     weight_decay: float = 1e-4
     width: int = 16
     box_loss_weight: float = 5.0
+    test_time_flips: int = 1  # mirrored views averaged at inference (written into the bundle)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     workers: int = 2
 

@@ -22,7 +22,6 @@ from aoi.detection.inspector import analyse_pair
 from aoi.registration import RegistrationConfig, RegistrationError
 from aoi.schema import DefectType
 
-
 IGNORE = -1  # label of candidates left out of training
 SCRATCH_BOX_MARGIN_PX = 8  # synthetic boxes are the changed pixels grown by this much
 

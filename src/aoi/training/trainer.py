@@ -177,7 +177,9 @@ def train(
         ),
     )
     used = train_set.labels >= 0
-    train_set = SampleSet(train_set.crops[used], train_set.labels[used], train_set.boxes[used], train_set.image_index[used])
+    train_set = SampleSet(
+        train_set.crops[used], train_set.labels[used], train_set.boxes[used], train_set.image_index[used]
+    )
     counts = np.bincount(train_set.labels, minlength=len(classes) + 1)
     log(f"{len(train_set.labels)} training candidates; per class (background first): {counts.tolist()}")
 
@@ -259,6 +261,7 @@ def train(
         version=recipe.version,
         classes=classes,
         threshold=0.5,
+        test_time_flips=recipe.test_time_flips,
         training={
             "recipe": recipe.to_dict(),
             "data_fingerprint": fp,
