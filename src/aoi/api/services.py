@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +21,7 @@ from aoi.api.errors import ApiError, not_found
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.settings import ServiceSettings
 from aoi.data.images import ImageError, decode_image
+from aoi.pipeline.protocols import InspectorLike
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
 from aoi.storage import Storage
 from aoi.storage.inspections import InspectionFilter, InspectionRepository, ReviewError
@@ -44,28 +44,6 @@ _IMAGE_MAGIC = (
     b"P3",
     b"RIFF",
 )
-
-
-class InspectorLike(Protocol):
-    """The engine surface the API calls (`aoi.detection.inspector.Inspector` satisfies it).
-
-    `model_version` is read-only here (the engine exposes it as a property).
-    """
-
-    @property
-    def model_version(self) -> str: ...
-
-    def inspect(
-        self,
-        test: np.ndarray,
-        template: np.ndarray,
-        *,
-        image_id: str,
-        px_per_mm: float = 48.0,
-        rules: VerdictRules | None = None,
-        product: str | None = None,
-        origin_px: tuple[float, float] = (0.0, 0.0),
-    ) -> InspectionResult: ...
 
 
 @dataclass(frozen=True)
@@ -258,7 +236,7 @@ class InspectionService:
             from aoi.pipeline.panels import inspect_panel  # only large panels need the tiler
 
             return inspect_panel(
-                cast(Any, self.inspector),  # the pipeline's protocol declares model_version settable
+                self.inspector,
                 test,
                 template,
                 px_per_mm=px_per_mm,

@@ -140,9 +140,10 @@ class TemplateProvider(Protocol):
 
 
 class InspectorLike(Protocol):
-    """The engine surface the pipeline calls (aoi.detection.inspector.Inspector satisfies it)."""
+    """The engine surface the pipeline and the API call (aoi.detection.inspector.Inspector satisfies it)."""
 
-    model_version: str
+    @property
+    def model_version(self) -> str: ...
 
     def inspect(
         self,
