@@ -410,10 +410,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         answered_ids = [i for log in logs for i in log.ids]
         errors = [e for log in logs for e in log.errors]
         db_ids, db_total = stored_ids(server.port)
+        model_version = _model_version(server.port, answered_ids[0]) if answered_ids else None
         answered_set, db_set = set(answered_ids), set(db_ids)
         result: dict[str, object] = {
             "benchmark": "http_inspections",
             "engine": args.engine,
+            "model_version": model_version,
             "clients": args.clients,
             "mode": f"open loop, {args.rate} requests/s offered" if args.rate else "closed loop (back to back)",
             "images": f"{args.images} distinct 640x640 PNG, {sum(1 for c in boards.defect_count if c)} with defects",
@@ -457,6 +459,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:
             print(f"data kept in {data_dir}", file=sys.stderr)
+
+
+def _model_version(port: int, inspection_id: str) -> str | None:
+    status, raw = request(port, "GET", f"{API}/inspections/{inspection_id}")
+    return str(json.loads(raw)["model_version"]) if status == 200 else None
 
 
 def _own_cpu_s() -> float:
