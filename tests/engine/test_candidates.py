@@ -41,3 +41,23 @@ def test_defect_at_the_border_is_kept():
     test[0:14, 300:316] = 255 - test[0:14, 300:316]  # a blob touching the top edge
     boxes = analyse_pair(test, template).candidates.boxes_xyxy
     assert any(b[1] <= 4 and 295 <= _centre(b)[0] <= 320 for b in boxes)
+
+
+def test_a_scratch_cut_by_copper_edges_stays_one_candidate():
+    from aoi.detection.candidates import CandidateConfig
+    from aoi.registration import binarise
+
+    template = np.zeros((200, 200), np.uint8)
+    template[:, 60:80] = 255  # two traces the scratch crosses
+    template[:, 120:140] = 255
+    test = template.copy()
+    cv2.line(test, (20, 100), (180, 100), 128, 2)
+    test = np.where(test == 128, 255 - template, test).astype(np.uint8)  # inverted along the line
+    valid = np.ones_like(template)
+    args = (test, template, binarise(test), binarise(template), valid)
+    from aoi.detection.candidates import find_candidates
+
+    pieces = find_candidates(*args, CandidateConfig(group_px=1, thin_group_px=0)).boxes_xyxy
+    whole = find_candidates(*args, CandidateConfig(group_px=1, thin_group_px=3)).boxes_xyxy
+    assert len(pieces) > 1  # the tolerance band cuts the line at each copper edge
+    assert len(whole) == 1 and whole[0][2] - whole[0][0] > 140

@@ -58,3 +58,20 @@ def test_iou_must_exceed_0_33():
     missed = ImageEval([Defect(OPEN, 0.9, (11, 0, 31, 20))], [gt(OPEN, 0)])  # IoU = 9/31 = 0.29
     assert deeppcb_operating_point([matched], 0.5).correct == 1
     assert deeppcb_operating_point([missed], 0.5).correct == 0
+
+
+def test_touching_scratch_pieces_merge_into_one():
+    from aoi.detection.inspector import merge_line_pieces
+
+    scratch = DefectType.SCRATCH
+    pieces = [
+        Defect(scratch, 0.9, (0, 0, 40, 10)),
+        Defect(scratch, 0.7, (38, 5, 90, 20)),  # touches the first
+        Defect(scratch, 0.8, (200, 200, 240, 210)),  # apart
+        Defect(OPEN, 0.95, (30, 0, 50, 10)),  # other types are left alone
+    ]
+    merged = merge_line_pieces(pieces, scratch, gap_px=0)
+    scratches = sorted((d for d in merged if d.type is scratch), key=lambda d: d.box_px)
+    assert [d.box_px for d in scratches] == [(0, 0, 90, 20), (200, 200, 240, 210)]
+    assert scratches[0].confidence == 0.9
+    assert sum(d.type is OPEN for d in merged) == 1

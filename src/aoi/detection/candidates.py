@@ -22,6 +22,8 @@ class CandidateConfig:
     tolerance_px: int = 2
     min_area_px: int = 6
     group_px: int = 1
+    thin_group_px: int = 0  # thin, line-like pieces (a scratch cut by copper edges) group this far (0: off)
+    thin_width_px: float = 3.5  # mean width (area / extent) at or under which a piece counts as thin
     max_candidates: int = 256
     context_px: int = 24  # window = candidate extent + 2 * context, at least `min_window_px`
     min_window_px: int = 64
@@ -56,6 +58,8 @@ def find_candidates(
     # Group disagreement closer than `group_px` into one candidate: one labelling of the grown mask.
     g = config.group_px
     grown = cv2.dilate(diff, np.ones((2 * g + 1, 2 * g + 1), np.uint8)) if g > 0 else diff
+    if config.thin_group_px > g:
+        grown = cv2.bitwise_or(grown, _grow_thin_pieces(diff, config.thin_group_px, config.thin_width_px))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
     member_counts = np.bincount(labels[diff > 0], minlength=n)
     keep = np.flatnonzero(member_counts[1:] >= config.min_area_px) + 1
@@ -79,6 +83,19 @@ def find_candidates(
     crops = _extract_crops(test, template_aligned, labels, diff if g > 0 else None, keep, windows)
     areas = member_counts[keep].astype(np.int32)
     return Candidates(boxes, windows, crops, areas)
+
+
+def _grow_thin_pieces(diff: np.ndarray, grow_px: int, max_width_px: float) -> np.ndarray:
+    """Dilate only the line-like pieces of the difference, so a scratch interrupted at every copper
+    edge (the tolerance band cuts it there) stays one candidate while compact defects stay apart."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(diff, connectivity=8)
+    extent = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    thin = (stats[:, cv2.CC_STAT_AREA] / np.maximum(extent, 1) <= max_width_px) & (extent >= 8)
+    thin[0] = False
+    if not thin.any():
+        return np.zeros_like(diff)
+    mask = thin.astype(np.uint8)[labels]
+    return cv2.dilate(mask, np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8))
 
 
 def _extract_crops(

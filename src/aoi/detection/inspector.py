@@ -17,7 +17,7 @@ from aoi.data.images import validate_image
 from aoi.detection.bundle import BundleMeta, ModelBundle
 from aoi.detection.candidates import CandidateConfig, Candidates, find_candidates
 from aoi.registration import Registration, RegistrationConfig, binarise, register, valid_mask, warp_template
-from aoi.schema import Defect, InspectionResult, Verdict
+from aoi.schema import Defect, DefectType, InspectionResult, Verdict
 from aoi.verdict import VerdictRules
 
 
@@ -75,6 +75,35 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
         order = rest[iou <= iou_threshold]
     return np.array(keep, np.int64)
+
+
+def merge_line_pieces(defects: list[Defect], kind: DefectType, gap_px: float) -> list[Defect]:
+    """Join detections of a line-like `kind` whose boxes touch (within `gap_px`) into one box.
+
+    The tolerance band cuts a scratch wherever it crosses a copper edge, so one scratch can arrive as
+    several pieces; a scratch is one continuous line, so touching pieces are reported once."""
+    pieces = [d for d in defects if d.type is kind]
+    if len(pieces) < 2:
+        return defects
+    boxes = [list(d.box_px) for d in pieces]
+    scores = [d.confidence for d in pieces]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] - gap_px <= b[2] and b[0] - gap_px <= a[2] and a[1] - gap_px <= b[3] and b[1] - gap_px <= a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    scores[i] = max(scores[i], scores[j])
+                    del boxes[j], scores[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    others = [d for d in defects if d.type is not kind]
+    joined = [Defect(kind, s, tuple(b)) for b, s in zip(boxes, scores, strict=True)]  # type: ignore[arg-type]
+    return sorted(others + joined, key=lambda d: -d.confidence)
 
 
 def _mirror(crops: np.ndarray, horizontal: bool, vertical: bool) -> np.ndarray:
@@ -160,6 +189,8 @@ class Inspector:
             Defect(type=meta.classes[int(type_idx[i])], confidence=float(scores[i]), box_px=tuple(boxes[i]))
             for i in idx
         ]
+        if meta.scratch_merge_gap_px >= 0:
+            defects = merge_line_pieces(defects, DefectType.SCRATCH, meta.scratch_merge_gap_px)
         return defects, analysed, (time.perf_counter() - t0) * 1e3
 
     def inspect(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aoi.data.annotations import DatasetError
+from aoi.detection.candidates import CandidateConfig
 from aoi.schema import DefectType
 from aoi.training.samples import AugmentConfig
 
@@ -29,6 +30,8 @@ class TrainRecipe:
     width: int = 16
     box_loss_weight: float = 5.0
     test_time_flips: int = 1  # mirrored views averaged at inference (written into the bundle)
+    scratch_merge_gap_px: float = -1.0  # touching scratch pieces reported as one (< 0: off)
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)  # used in training and serving
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     workers: int = 2
 
@@ -40,6 +43,7 @@ class TrainRecipe:
         try:
             data: dict[str, Any] = json.loads(p.read_text())
             data["augment"] = AugmentConfig(**data.get("augment", {}))
+            data["candidates"] = CandidateConfig(**data.get("candidates", {}))
             data["validation_groups"] = tuple(data.get("validation_groups", ()))
             data["classes"] = tuple(DefectType.parse(c).value for c in data.get("classes", ALL_CLASSES))
             return cls(**data)

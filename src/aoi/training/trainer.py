@@ -12,7 +12,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +156,8 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "cache"
     fp = fingerprint(train_pairs)
-    recipe_key = hashlib.sha256(json.dumps(recipe.augment.__dict__, sort_keys=True).encode() + fp.encode()).hexdigest()[
-        :12
-    ]
+    sample_settings = json.dumps([asdict(recipe.augment), asdict(recipe.candidates)], sort_keys=True)
+    recipe_key = hashlib.sha256(sample_settings.encode() + fp.encode()).hexdigest()[:12]
     _seed_everything(recipe.seed)
 
     def tick(task: str, total: int) -> Callable[[int], None]:
@@ -172,6 +171,7 @@ def train(
             classes,
             seed=recipe.seed,
             augment=recipe.augment,
+            candidates=recipe.candidates,
             workers=recipe.workers,
             progress=tick("train samples", len(train_pairs)),
         ),
@@ -262,6 +262,8 @@ def train(
         classes=classes,
         threshold=0.5,
         test_time_flips=recipe.test_time_flips,
+        scratch_merge_gap_px=recipe.scratch_merge_gap_px,
+        candidates=recipe.candidates,
         training={
             "recipe": recipe.to_dict(),
             "data_fingerprint": fp,
