@@ -50,7 +50,9 @@ def test_defect_straddling_a_tile_border_is_reported_once_in_panel_coordinates()
     first = result.defects[0]
     assert first.box_mm == pytest.approx(tuple(v / PX_PER_MM for v in box))
     assert result.verdict is Verdict.FAIL
-    assert result.registration["tiles"] == len(plan_tiles((1000, 900), 256, 32))
+    overlap_px = int(result.registration["overlap_px"])
+    assert overlap_px >= 32  # raised towards the engine's crop window, as far as 256 px tiles allow
+    assert result.registration["tiles"] == len(plan_tiles((1000, 900), 256, overlap_px))
     assert result.timings_ms["total"] > 0 and "register" in result.timings_ms
 
 
@@ -207,3 +209,64 @@ def test_a_view_with_clipped_context_yields_to_the_tile_that_sees_the_defect_who
         ClippedContextNoise(), test, template, px_per_mm=PX_PER_MM, image_id="e", tile_px=256, overlap_px=64
     )
     assert [(d.type, d.box_px) for d in result.defects] == [(DefectType.SHORT, (200.0, 100.0, 210.0, 110.0))]
+
+
+class ContextCroppingFake(FakeInspector):
+    """Like the engine, classifies each defect from a square window of extent + 2 x 24 px (>= 64) around
+    it; where that window runs off the image it calls the defect wrongly (another type, a grown box)."""
+
+    def inspect(self, test, template, *, image_id, **kwargs):  # type: ignore[no-untyped-def,override]
+        from dataclasses import replace
+
+        result = super().inspect(test, template, image_id=image_id, **kwargs)
+        h, w = test.shape
+        calls = []
+        for d in result.defects:
+            x1, y1, x2, y2 = d.box_px
+            half = max(max(x2 - x1, y2 - y1) + 48, 64) / 2
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            clipped = cx - half < 0 or cy - half < 0 or cx + half > w or cy + half > h
+            calls.append(replace(d, type=DefectType.OPEN, box_px=(x1 - 3, y1, x2 + 5, y2)) if clipped else d)
+        return replace(result, defects=tuple(calls))
+
+
+def test_defects_straddling_seams_are_called_as_a_whole_inspection_calls_them() -> None:
+    template = _panel_template((1000, 900), seed=11)
+    # (tile 256 -> overlap raised to 127, tiles at 0, 129, 258, ...): across seams, in overlaps, at a corner
+    boxes = [(120, 300, 140, 312), (250, 500, 290, 506), (380, 380, 400, 400), (500, 120, 506, 160), (630, 640, 700, 648)]
+    test = template
+    for box in boxes:
+        test = with_defect(test, box)
+    fake = ContextCroppingFake()
+    whole = fake.inspect(test, template, image_id="whole", px_per_mm=PX_PER_MM)
+    assert {d.type for d in whole.defects} == {DefectType.SHORT}  # far from the panel's edges: all called right
+    tiled = inspect_panel(fake, test, template, px_per_mm=PX_PER_MM, image_id="tiled", tile_px=256, overlap_px=32)
+    assert sorted((d.type, d.box_px) for d in tiled.defects) == sorted((d.type, d.box_px) for d in whole.defects)
+    assert len(tiled.defects) == len(boxes)
+
+
+def test_a_defect_wider_than_any_tile_sees_whole_is_merged_from_its_pieces() -> None:
+    template = _panel_template((1000, 300), seed=12)
+    test = with_defect(template, (100, 150, 420, 154))  # 320 px long: no 256 px tile holds it
+    tiled = inspect_panel(
+        FakeInspector(), test, template, px_per_mm=PX_PER_MM, image_id="long", tile_px=256, overlap_px=32
+    )
+    assert [d.box_px for d in tiled.defects] == [(100.0, 150.0, 420.0, 154.0)]
+
+
+def test_overlap_covers_the_engine_crop_window_of_a_defect_at_a_seam() -> None:
+    from types import SimpleNamespace
+
+    from aoi.detection.candidates import CandidateConfig
+    from aoi.pipeline.panels import candidate_window, seam_overlap_px
+
+    assert candidate_window(FakeInspector()) == (24, 64)  # undeclared: the engine's defaults
+    wide = SimpleNamespace(meta=SimpleNamespace(candidates=CandidateConfig(context_px=40, min_window_px=96)))
+    assert candidate_window(wide) == (40, 96)  # type: ignore[arg-type]
+    # a 192 px defect centred half the overlap inside a tile keeps its 192 + 2 x 24 px window (+ slack) in it
+    assert seam_overlap_px(24, 64, 192) >= 192 + 48
+    template = _panel_template((3000, 600), seed=13)
+    result = inspect_panel(
+        FakeInspector(), template.copy(), template, px_per_mm=PX_PER_MM, image_id="o", tile_px=1024, overlap_px=96
+    )
+    assert result.registration["overlap_px"] == seam_overlap_px(24, 64, 192)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from aoi.detection.candidates import CandidateConfig
 from aoi.pipeline.protocols import InspectorLike
 from aoi.registration import RegistrationError
 from aoi.schema import Defect, InspectionInputError, InspectionResult
@@ -80,8 +81,17 @@ def inspect_panel(
     executor: Executor | None = None,
     align: bool = True,
     max_align_shift_px: int = 512,
+    seam_defect_px: int = 192,
 ) -> InspectionResult:
     """Inspect `panel` against its same-size `template` tile by tile; one merged result in panel coordinates.
+
+    The panel must report what inspecting it whole would, so every defect is called by a tile that
+    sees it as the engine would see it in one piece: its candidate and the whole square crop window
+    around it (extent + 2 x context, see `candidate_window`). `overlap_px` is therefore raised to
+    `seam_overlap_px` (a defect up to `seam_defect_px` across, centred anywhere, then fits with its
+    window in the tile whose interior holds its centre), and each defect is kept from the tile that
+    sees it whole and deepest (`select_tile_defects`). Larger defects, which no tile sees whole,
+    are merged from their pieces (`merge_tile_defects`).
 
     With `align`, a coarse whole-panel shift (line-scan trigger jitter, beyond what one tile's
     registration searches) is estimated first, and each tile takes the template window moved by
@@ -97,6 +107,9 @@ def inspect_panel(
             f"{panel.shape[1]}x{panel.shape[0]}"
         )
     h, w = panel.shape
+    context_px, min_window_px = candidate_window(inspector)
+    overlap_px = max(overlap_px, seam_overlap_px(context_px, min_window_px, seam_defect_px))
+    overlap_px = min(overlap_px, tile_px // 2 - 1)  # small tiles: as much as plan_tiles allows
     tiles = plan_tiles((w, h), tile_px, overlap_px)
     rules = rules or VerdictRules()
     shift_x, shift_y = estimate_panel_shift(panel, template, max_align_shift_px) if align else (0, 0)
@@ -133,18 +146,13 @@ def inspect_panel(
             tile_results = _run_all(pool, run, tiles)
     inspected = time.perf_counter()
 
-    candidates: list[tuple[int, Defect]] = []
-    cut: list[bool] = []
+    moved: list[tuple[int, Defect]] = []
     for tile, result in zip(tiles, tile_results, strict=True):
         for d in result.defects:
             x1, y1, x2, y2 = d.box_px
-            moved = (x1 + tile.x_px, y1 + tile.y_px, x2 + tile.x_px, y2 + tile.y_px)
-            is_cut = _touches_inner_edge(moved, tile, (w, h))
-            if is_cut and _seen_whole_elsewhere(moved, tile, tiles, (w, h)):
-                continue  # another tile saw this whole region: its call (defect or none) stands
-            candidates.append((tile.index, replace(d, box_px=moved).with_mm(px_per_mm)))
-            cut.append(is_cut)
-    defects = merge_tile_defects(candidates, px_per_mm, cut=cut)
+            box = (x1 + tile.x_px, y1 + tile.y_px, x2 + tile.x_px, y2 + tile.y_px)
+            moved.append((tile.index, replace(d, box_px=box).with_mm(px_per_mm)))
+    defects = select_tile_defects(moved, tiles, (w, h), px_per_mm, context_px=context_px, min_window_px=min_window_px)
     finished = time.perf_counter()
 
     timings: dict[str, float] = {}
@@ -159,6 +167,7 @@ def inspect_panel(
     timings["merge"] = (finished - inspected) * 1000.0
     timings["total"] = (finished - started) * 1000.0
     registration["tiles"] = float(len(tiles))
+    registration["overlap_px"] = float(overlap_px)
     registration["panel_dx"] = float(shift_x)
     registration["panel_dy"] = float(shift_y)
     model_version = tile_results[0].model_version if tile_results else getattr(inspector, "model_version", "")
@@ -295,33 +304,139 @@ def _cut_pair(a: Sequence[float], b: Sequence[float]) -> bool:
 _MERGE_CELL_PX = 256  # spatial hash cell: only detections sharing a cell are compared
 
 
-# A box this close to a tile edge inside the panel may be a cut-off view, or was classified with its
-# context clipped (the engine looks ~24 px around a candidate): the tile that sees it whole decides.
-EDGE_CUT_PX = 24.0
+SEAM_SLACK_PX = 8  # the reported box is the model's, not the candidate's tight box: allow a few px either way
 
 
-def _touches_inner_edge(box_px: Sequence[float], tile: Tile, size_wh: tuple[int, int]) -> bool:
-    """Whether the box reaches a tile edge that is not the panel's edge (the defect may continue beyond)."""
-    x1, y1, x2, y2 = box_px
+def candidate_window(inspector: InspectorLike) -> tuple[int, int]:
+    """(context_px, min_window_px) of the crop the inspector classifies a candidate from.
+
+    The engine declares it in its bundle (`meta.candidates`); an inspector that does not is taken
+    to look like the engine's defaults, so a seam is never trusted with less context than that.
+    """
+    config = getattr(getattr(inspector, "meta", None), "candidates", None)
+    if not isinstance(config, CandidateConfig):
+        config = CandidateConfig()
+    return int(config.context_px), int(config.min_window_px)
+
+
+def window_side_px(box_px: Sequence[float], context_px: int, min_window_px: int) -> float:
+    """Side of the square the engine crops around a candidate with this box, plus the slack."""
+    extent = max(box_px[2] - box_px[0], box_px[3] - box_px[1])
+    return max(extent + 2 * context_px, min_window_px) + 2 * SEAM_SLACK_PX
+
+
+def seam_overlap_px(context_px: int, min_window_px: int, defect_px: int) -> int:
+    """Overlap at which a defect up to `defect_px` across, centred in a tile's interior (half the
+    overlap away from its inner edges), has its whole crop window inside that tile."""
+    side = window_side_px((0.0, 0.0, float(defect_px), float(defect_px)), context_px, min_window_px)
+    return int(np.ceil(side))
+
+
+def _seen_whole_depth(
+    box_px: Sequence[float], tile: Tile, size_wh: tuple[int, int], side_px: float
+) -> float | None:
+    """How far the box centre lies from the tile's inner edges, when the window of `side_px` around
+    it fits in the tile (the panel's own edges do not count: a whole inspection is clipped there
+    too); None when the tile sees the defect or its context cut off."""
     w, h = size_wh
-    return (
-        (tile.x_px > 0 and x1 - tile.x_px <= EDGE_CUT_PX)
-        or (tile.y_px > 0 and y1 - tile.y_px <= EDGE_CUT_PX)
-        or (tile.x_px + tile.w_px < w and tile.x_px + tile.w_px - x2 <= EDGE_CUT_PX)
-        or (tile.y_px + tile.h_px < h and tile.y_px + tile.h_px - y2 <= EDGE_CUT_PX)
+    cx = (box_px[0] + box_px[2]) / 2.0
+    cy = (box_px[1] + box_px[3]) / 2.0
+    half = side_px / 2.0
+    inf = float("inf")
+    gaps = (
+        cx - tile.x_px if tile.x_px > 0 else inf,
+        cy - tile.y_px if tile.y_px > 0 else inf,
+        tile.x_px + tile.w_px - cx if tile.x_px + tile.w_px < w else inf,
+        tile.y_px + tile.h_px - cy if tile.y_px + tile.h_px < h else inf,
     )
+    depth = min(gaps)
+    return depth if depth >= half else None
 
 
-def _seen_whole_elsewhere(box_px: Sequence[float], own: Tile, tiles: Sequence[Tile], size_wh: tuple[int, int]) -> bool:
-    """Whether another tile holds the box well inside it (not touching its inner edges)."""
+def select_tile_defects(
+    candidates: Sequence[tuple[int, Defect]],
+    tiles: Sequence[Tile],
+    size_wh: tuple[int, int],
+    px_per_mm: float,
+    *,
+    context_px: int,
+    min_window_px: int,
+) -> list[Defect]:
+    """The panel's defects from every tile's detections (boxes already in panel pixels).
+
+    A detection is a *whole view* when its tile holds the defect's crop window (what the engine
+    classifies from); it is then the same call a whole-panel inspection makes. Whole views of one
+    defect from several tiles are grouped (boxes with IoU >= 0.5, one per tile) and the one whose
+    centre lies deepest inside its tile is kept: that is the tile whose interior (the panel split
+    along the middle of every overlap) holds the centre. A *cut view* (window reaching a tile edge)
+    is dropped when another tile holds its window whole, since that tile's call, defect or none,
+    stands; cut views no tile can replace (defects wider than the overlap allows) are merged from
+    their pieces by `merge_tile_defects`.
+    """
+    by_index = {t.index: t for t in tiles}
+    whole: list[tuple[int, Defect, float]] = []
+    cut_views: list[tuple[int, Defect]] = []
+    for tile_index, d in candidates:
+        side = window_side_px(d.box_px, context_px, min_window_px)
+        depth = _seen_whole_depth(d.box_px, by_index[tile_index], size_wh, side)
+        if depth is not None:
+            whole.append((tile_index, d, depth))
+        elif not any(
+            t.index != tile_index
+            and _seen_whole_depth(d.box_px, t, size_wh, side) is not None
+            and _holds(t, d.box_px)
+            for t in tiles
+        ):
+            cut_views.append((tile_index, d))
+
+    kept = _deepest_of_each_defect(whole)
+    merged = merge_tile_defects(
+        [(-1, d) for d in kept] + cut_views, px_per_mm, cut=[False] * len(kept) + [True] * len(cut_views)
+    )
+    return merged
+
+
+def _holds(tile: Tile, box_px: Sequence[float]) -> bool:
     x1, y1, x2, y2 = box_px
-    for t in tiles:
-        if t.index == own.index:
+    return tile.x_px <= x1 and tile.y_px <= y1 and x2 <= tile.x_px + tile.w_px and y2 <= tile.y_px + tile.h_px
+
+
+def _deepest_of_each_defect(views: Sequence[tuple[int, Defect, float]]) -> list[Defect]:
+    """Group whole views of one defect seen by several tiles; keep the deepest view of each group."""
+    n = len(views)
+    parent = list(range(n))
+    tiles_of = [frozenset({tile}) for tile, _, _ in views]
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i, (_, d, _) in enumerate(views):
+        x1, y1, x2, y2 = d.box_px
+        for cx in range(int(x1) // _MERGE_CELL_PX, int(x2) // _MERGE_CELL_PX + 1):
+            for cy in range(int(y1) // _MERGE_CELL_PX, int(y2) // _MERGE_CELL_PX + 1):
+                buckets.setdefault((cx, cy), []).append(i)
+    scored: dict[tuple[int, int], float] = {}
+    for cell in buckets.values():
+        for a, i in enumerate(cell):
+            for j in cell[a + 1 :]:
+                if views[i][0] != views[j][0] and (min(i, j), max(i, j)) not in scored:
+                    iou, _ = _iou_and_containment(views[i][1].box_px, views[j][1].box_px)
+                    if iou >= 0.5:
+                        scored[(min(i, j), max(i, j))] = iou
+    for (i, j), _ in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0])):  # closest views first
+        ri, rj = root(i), root(j)
+        if ri == rj or tiles_of[ri] & tiles_of[rj]:
             continue
-        inside = t.x_px <= x1 and t.y_px <= y1 and x2 <= t.x_px + t.w_px and y2 <= t.y_px + t.h_px
-        if inside and not _touches_inner_edge(box_px, t, size_wh):
-            return True
-    return False
+        parent[rj] = ri
+        tiles_of[ri] = tiles_of[ri] | tiles_of[rj]
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return [views[max(group, key=lambda i: (views[i][2], -views[i][0]))][1] for group in groups.values()]
 
 
 def merge_tile_defects(
@@ -380,6 +495,8 @@ def merge_tile_defects(
         ri, rj = root(i), root(j)
         if ri == rj or tiles_of[ri] & tiles_of[rj] or not _same_defect(candidates[i][1], candidates[j][1]):
             continue
+        if cut is not None and not cut[i] and not cut[j]:
+            continue  # two whole views are two defects (select_tile_defects already chose one per defect)
         parent[rj] = ri
         tiles_of[ri] = tiles_of[ri] | tiles_of[rj]
 
