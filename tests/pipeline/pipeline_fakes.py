@@ -1,7 +1,8 @@
-"""Test doubles for the pipeline: a difference-based fake inspector, a board painter, a SQLite sink.
+"""Test doubles for the pipeline and the service: a difference-based fake inspector, board painters, a SQLite sink.
 
 The fake inspector has the engine's surface (`inspect`, `model_version`) and finds exactly the
-rectangles where test and template differ, so tests can predict its defects to the pixel.
+rectangles where test and template differ, so tests can predict its defects to the pixel. The
+service tests (tests/service) use the same fake, under their own model version.
 """
 
 from __future__ import annotations
@@ -25,12 +26,23 @@ class FakeInspector:
     """Reports every 4-connected region where |test - template| > 64 as a defect.
 
     Brighter in the test -> SHORT, darker -> OPEN. `delay_s` simulates model time (sleep releases
-    the GIL like onnxruntime does); `gate` (an Event) makes inspect wait until it is set.
+    the GIL like onnxruntime does); `gate` (an Event) makes inspect wait until it is set;
+    `model_version` is what results (and a service's /health) report; `stage_ms` the engine stages
+    (and times) each result's `timings_ms` names besides "total".
     """
 
     model_version = "fake-diff-1"
 
-    def __init__(self, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        gate: threading.Event | None = None,
+        model_version: str | None = None,
+        stage_ms: dict[str, float] | None = None,
+    ) -> None:
+        if model_version is not None:
+            self.model_version = model_version
+        self.stage_ms = dict(stage_ms) if stage_ms is not None else {"register": 0.1, "classify": 0.2}
         self.delay_s = delay_s
         self.gate = gate
         self.calls = 0
@@ -77,7 +89,7 @@ class FakeInspector:
             verdict=rules.verdict(defects, px_per_mm),
             px_per_mm=px_per_mm,
             model_version=self.model_version,
-            timings_ms={"register": 0.1, "classify": 0.2, "total": (time.perf_counter() - started) * 1000.0},
+            timings_ms={**self.stage_ms, "total": (time.perf_counter() - started) * 1000.0},
             registration={"dx": 0.0, "dy": 0.0},
             product=product,
         )
@@ -90,6 +102,19 @@ def paint_board(rng: np.random.Generator, size_px: int = 128) -> np.ndarray:
         x, y = (int(v) for v in rng.integers(0, size_px - 16, 2))
         w, h = (int(v) for v in rng.integers(4, 16, 2))
         board[y : y + h, x : x + w] = 160
+    return board
+
+
+def paint_traces(size_px: int = 640, seed: int = 0) -> np.ndarray:
+    """A template of copper traces (white 8 x 100 px bars, either way) on a black substrate."""
+    rng = np.random.default_rng(seed)
+    board = np.zeros((size_px, size_px), np.uint8)
+    for _ in range(12):
+        x, y = (int(v) for v in rng.integers(10, size_px - 120, 2))
+        if rng.random() < 0.5:
+            board[y : y + 8, x : x + 100] = 255
+        else:
+            board[y : y + 100, x : x + 8] = 255
     return board
 
 

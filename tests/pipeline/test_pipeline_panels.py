@@ -233,7 +233,13 @@ class ContextCroppingFake(FakeInspector):
 def test_defects_straddling_seams_are_called_as_a_whole_inspection_calls_them() -> None:
     template = _panel_template((1000, 900), seed=11)
     # (tile 256 -> overlap raised to 127, tiles at 0, 129, 258, ...): across seams, in overlaps, at a corner
-    boxes = [(120, 300, 140, 312), (250, 500, 290, 506), (380, 380, 400, 400), (500, 120, 506, 160), (630, 640, 700, 648)]
+    boxes = [
+        (120, 300, 140, 312),
+        (250, 500, 290, 506),
+        (380, 380, 400, 400),
+        (500, 120, 506, 160),
+        (630, 640, 700, 648),
+    ]
     test = template
     for box in boxes:
         test = with_defect(test, box)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,85 +12,32 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from tests.pipeline.pipeline_fakes import FakeInspector as SharedFakeInspector
+from tests.pipeline.pipeline_fakes import paint_traces, with_defect
 
 from aoi.api import ServiceSettings, create_app
-from aoi.registration import RegistrationError
-from aoi.schema import Defect, DefectType, InspectionResult
 from aoi.storage import Storage, resolve_database_url
 from aoi.storage.keys import create_api_key
-from aoi.verdict import VerdictRules
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-class FakeInspector:
-    """Finds differences between test and template (threshold + connected components): fast and exact.
-
-    Brighter-than-template blobs are `short`, darker ones `open`; confidence 0.9.
-    """
-
-    model_version = "fake-1"
+class FakeInspector(SharedFakeInspector):
+    """The shared difference fake (tests/pipeline/pipeline_fakes.py) with the service tests' model version,
+    reporting every stage the real engine times (the API passes them through)."""
 
     def __init__(self) -> None:
-        self.calls = 0
-
-    def inspect(
-        self,
-        test: np.ndarray,
-        template: np.ndarray,
-        *,
-        image_id: str,
-        px_per_mm: float = 48.0,
-        rules: VerdictRules | None = None,
-        product: str | None = None,
-        origin_px: tuple[float, float] = (0.0, 0.0),
-    ) -> InspectionResult:
-        self.calls += 1
-        t0 = time.perf_counter()
-        if test.shape != template.shape:
-            raise RegistrationError(f"{image_id}: template size differs")
-        defects = []
-        for sign, kind in ((1, DefectType.SHORT), (-1, DefectType.OPEN)):
-            diff = np.clip(sign * (test.astype(np.int16) - template.astype(np.int16)), 0, 255).astype(np.uint8)
-            n, _, boxes, _ = cv2.connectedComponentsWithStats((diff > 60).astype(np.uint8))
-            for x, y, w, h, area in boxes[1:n]:
-                if area >= 4:
-                    d = Defect(kind, 0.9, (float(x), float(y), float(x + w), float(y + h)))
-                    defects.append(d.with_mm(px_per_mm, origin_px))
-        verdict = (rules or VerdictRules()).verdict(defects, px_per_mm)
-        total_ms = (time.perf_counter() - t0) * 1e3
-        h, w = test.shape
-        return InspectionResult(
-            image_id=image_id,
-            image_size_wh=(w, h),
-            defects=tuple(defects),
-            verdict=verdict,
-            px_per_mm=px_per_mm,
-            model_version=self.model_version,
-            timings_ms={"register": 0.0, "candidates": total_ms, "classify": 0.0, "total": total_ms},
-            product=product,
-        )
+        super().__init__(model_version="fake-1", stage_ms={"register": 0.1, "candidates": 0.1, "classify": 0.2})
 
 
 def paint_board(size_px: int = 640, seed: int = 0) -> np.ndarray:
-    """A template: copper traces (white rectangles) on a black substrate."""
-    rng = np.random.default_rng(seed)
-    board = np.zeros((size_px, size_px), np.uint8)
-    for _ in range(12):
-        x, y = (int(v) for v in rng.integers(10, size_px - 120, 2))
-        if rng.random() < 0.5:
-            board[y : y + 8, x : x + 100] = 255
-        else:
-            board[y : y + 100, x : x + 8] = 255
-    return board
+    """A template of copper traces on a black substrate (the shared painter, 640 px by default)."""
+    return paint_traces(size_px, seed)
 
 
 def with_short(template: np.ndarray, box_xyxy: tuple[int, int, int, int] = (300, 300, 316, 312)) -> np.ndarray:
     """The template with one extra copper blob (a short) at `box_xyxy`."""
-    test = template.copy()
-    x1, y1, x2, y2 = box_xyxy
-    test[y1:y2, x1:x2] = 255
-    return test
+    return with_defect(template, box_xyxy, 255)
 
 
 def png(image: np.ndarray) -> bytes:

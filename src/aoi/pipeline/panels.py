@@ -332,9 +332,7 @@ def seam_overlap_px(context_px: int, min_window_px: int, defect_px: int) -> int:
     return int(np.ceil(side))
 
 
-def _seen_whole_depth(
-    box_px: Sequence[float], tile: Tile, size_wh: tuple[int, int], side_px: float
-) -> float | None:
+def _seen_whole_depth(box_px: Sequence[float], tile: Tile, size_wh: tuple[int, int], side_px: float) -> float | None:
     """How far the box centre lies from the tile's inner edges, when the window of `side_px` around
     it fits in the tile (the panel's own edges do not count: a whole inspection is clipped there
     too); None when the tile sees the defect or its context cut off."""
@@ -382,9 +380,7 @@ def select_tile_defects(
         if depth is not None:
             whole.append((tile_index, d, depth))
         elif not any(
-            t.index != tile_index
-            and _seen_whole_depth(d.box_px, t, size_wh, side) is not None
-            and _holds(t, d.box_px)
+            t.index != tile_index and _seen_whole_depth(d.box_px, t, size_wh, side) is not None and _holds(t, d.box_px)
             for t in tiles
         ):
             cut_views.append((tile_index, d))
