@@ -380,7 +380,7 @@ def select_tile_defects(
         if depth is not None:
             whole.append((tile_index, d, depth))
         elif not any(
-            t.index != tile_index and _seen_whole_depth(d.box_px, t, size_wh, side) is not None and _holds(t, d.box_px)
+            t.index != tile_index and _holds(t, d.box_px) and _seen_whole_depth(d.box_px, t, size_wh, side) is not None
             for t in tiles
         ):
             cut_views.append((tile_index, d))
@@ -442,8 +442,9 @@ def merge_tile_defects(
 
     `cut[i]` marks a detection touching an inner tile edge: a partial view whose box and type are
     unreliable. It is dropped when another tile has a whole view (not cut) covering at least a
-    third of it; with no whole view (a defect wider than the overlap) the pieces are merged.
-    (`inspect_panel` drops, before this, cut views of regions another tile saw whole.)
+    third of it; with no whole view (a defect wider than the overlap) the pieces are merged. Two
+    whole views never merge: `select_tile_defects`, which calls this, has already kept one view per
+    defect and dropped the cut views of regions another tile saw whole.
 
     Only detections from *different* tiles merge: two boxes inside one tile are the detector's own
     call, and a merged group never holds two detections of one tile (so a defect at a four-tile
