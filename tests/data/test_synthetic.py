@@ -14,6 +14,7 @@ from aoi.data.images import read_image
 from aoi.data.synthetic import (
     PAINTERS,
     NoSuitableSpotError,
+    copper_mask,
     generate_template,
     make_pair,
     paint_scratch,
@@ -44,7 +45,7 @@ def test_template_looks_like_a_binarised_scan(template: np.ndarray) -> None:
     assert template.shape == (640, 640) and template.dtype == np.uint8
     near_extremes = np.mean((template <= 10) | (template >= 245))
     assert near_extremes > 0.9
-    assert 0.1 < np.mean(template >= 128) < 0.6
+    assert 0.1 < np.mean(template < 128) < 0.6  # copper is dark in DeepPCB scans
     assert np.any((template > 40) & (template < 215)), "edges should be slightly soft"
     # many separate conductors, so shorts and opens are meaningful
     assert _n_components(template >= 128) >= 15
@@ -75,11 +76,11 @@ def test_painter_changes_pixels_only_inside_its_box(template: np.ndarray, kind: 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_painters_do_what_their_names_say(template: np.ndarray, seed: int) -> None:
-    copper = template >= 128
+    copper = copper_mask(template)  # copper is dark, as in DeepPCB
     for kind, painter in PAINTERS.items():
         out, label = painter(template, np.random.default_rng(seed), ())
         x1, y1, x2, y2 = (int(v) for v in label.box_px)
-        old, new = copper[y1:y2, x1:x2], (out >= 128)[y1:y2, x1:x2]
+        old, new = copper[y1:y2, x1:x2], copper_mask(out)[y1:y2, x1:x2]
         added, removed = (new & ~old).any(), (old & ~new).any()
         if kind is DefectType.OPEN:
             assert removed and not added and _n_components(new) > _n_components(old)

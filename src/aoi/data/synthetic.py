@@ -1,6 +1,7 @@
 """Synthetic template/test board pairs that look like DeepPCB scans, with painted defects and exact boxes.
 
-DeepPCB images are 640x640 8-bit binarised scans (copper ~255, substrate ~0, ~48 px/mm) whose edges
+DeepPCB images are 640x640 8-bit binarised scans (copper dark ~0, bare substrate bright ~255, ~48 px/mm;
+checked on its annotations: spurious copper makes a tested image darker) whose edges
 are slightly soft. We lay out copper as a binary mask, render it with a small Gaussian blur, and paint
 each defect by editing the mask locally and re-rendering only the touched neighbourhood, so that the
 tested image differs from its template exactly where a defect was painted. Boxes follow the DeepPCB
@@ -54,14 +55,14 @@ Painter = Callable[[np.ndarray, np.random.Generator, Sequence[BoxXYXY | LabeledB
 
 
 def render_mask(copper: np.ndarray) -> np.ndarray:
-    """Render a boolean copper mask as a soft-edged 8-bit scan (copper 255, substrate 0)."""
+    """Render a boolean copper mask as a soft-edged 8-bit scan in DeepPCB polarity (copper 0, substrate 255)."""
     soft = cv2.GaussianBlur(copper.astype(np.float32) * 255.0, (_SOFT_KERNEL_PX, _SOFT_KERNEL_PX), _SOFT_SIGMA_PX)
-    return np.clip(np.rint(soft), 0, 255).astype(np.uint8)
+    return (255 - np.clip(np.rint(soft), 0, 255)).astype(np.uint8)
 
 
 def copper_mask(image: np.ndarray) -> np.ndarray:
-    """Binarise a scan: True where copper."""
-    return np.asarray(image) >= 128
+    """Binarise a scan: True where copper (dark)."""
+    return np.asarray(image) < 128
 
 
 # ---------------------------------------------------------------------------------------------- template
@@ -620,7 +621,8 @@ def perturb(
     """Shift/rotate (about the image centre), scale grey levels and add Gaussian noise, moving the boxes along.
 
     Rotated boxes become the axis-aligned box of their corners, clipped; boxes pushed off the image are
-    dropped. Uncovered borders read as bare substrate (0). Used for misaligned pairs and robustness sweeps.
+    dropped. Uncovered borders repeat the nearest edge pixels, as a scanner's wider field of view would
+    show board there rather than a blank band. Used for misaligned pairs and robustness sweeps.
     """
     if noise_sigma < 0 or brightness < 0:
         raise ValueError(f"noise_sigma and brightness must be >= 0, got {noise_sigma}, {brightness}")
@@ -633,7 +635,7 @@ def perturb(
     if any(float(v) != 0.0 for v in shift_xy_px) or rotation_deg != 0.0:
         matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(rotation_deg), 1.0)
         matrix[:, 2] += np.asarray(shift_xy_px, np.float64)
-        out = cv2.warpAffine(out, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        out = cv2.warpAffine(out, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         labels = tuple(b for b in (_move_box(lb, matrix, w, h) for lb in labels) if b is not None)
     if brightness != 1.0:
         out = out * float(brightness)
