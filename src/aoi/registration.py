@@ -120,10 +120,10 @@ def valid_mask(matrix: np.ndarray, size_wh: tuple[int, int], margin_px: int = 2)
         if x2 > x1 and y2 > y1:
             mask[y1:y2, x1:x2] = 1
         return mask
-    mask = warp_template(np.ones((h, w), np.uint8), matrix, size_wh)
+    warped = warp_template(np.ones((h, w), np.uint8), matrix, size_wh)
     if margin_px:
-        mask = cv2.erode(mask, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
-    return mask
+        warped = cv2.erode(warped, np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8))
+    return warped
 
 
 def register(
@@ -227,7 +227,9 @@ def _refine_ecc(tb: np.ndarray, gb: np.ndarray, init: np.ndarray, scale: int) ->
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
     try:
         # ECC finds W with small_g(W x) ~ small_t(x): W maps test coordinates to template coordinates.
-        _, warp = cv2.findTransformECC(small_t, small_g, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+        _, warp = cv2.findTransformECC(  # type: ignore[call-overload]
+            small_t, small_g, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1
+        )
     except cv2.error:
         return None
     warp[:, 2] *= scale

@@ -47,7 +47,7 @@ def validate_image(image: np.ndarray, name: str = "<array>") -> np.ndarray:
         raise ImageError(f"{name}: expected a 2-D grayscale image, got shape {image.shape}")
     if image.dtype != np.uint8:
         if image.dtype == np.uint16:
-            image = (image >> 8).astype(np.uint8)
+            image = (image.astype(np.uint16) >> 8).astype(np.uint8)
         else:
             raise ImageError(f"{name}: expected 8-bit pixels, got {image.dtype}")
     h, w = image.shape
