@@ -42,13 +42,6 @@ def _detect_one(inspector: Inspector, pair: AnnotatedPair, score_floor: float) -
         test = read_image(pair.test_path)
         template = read_image(pair.template_path)
         t1 = time.perf_counter()
-        if test.shape != template.shape:
-            from aoi.registration import RegistrationError
-
-            raise RegistrationError(
-                f"template size {template.shape[1]}x{template.shape[0]} differs from image size "
-                f"{test.shape[1]}x{test.shape[0]}"
-            )
         dets, analysed, classify_ms = inspector.detect(test, template, score_floor=score_floor)
     except InspectionInputError as exc:
         return PairOutcome(pair, failure=InspectionFailure(pair.image_id, type(exc).__name__, str(exc)))
