@@ -31,6 +31,7 @@ class BundleMeta:
     score_floor: float = 0.05
     nms_iou: float = 0.3
     scratch_merge_gap_px: float = -1.0  # scratch boxes closer than this are one scratch (< 0: off)
+    scratch_min_probability: float = 0.0  # below it, a candidate takes its best non-scratch type
     test_time_flips: int = 1  # 1: plain; 2 or 4: average over mirrored crops (slower, steadier)
     crop_px: int = CROP_PX
     channels: int = N_CHANNELS
@@ -58,6 +59,7 @@ class BundleMeta:
                 score_floor=float(data.get("score_floor", 0.05)),
                 nms_iou=float(data.get("nms_iou", 0.3)),
                 scratch_merge_gap_px=float(data.get("scratch_merge_gap_px", -1.0)),
+                scratch_min_probability=float(data.get("scratch_min_probability", 0.0)),
                 test_time_flips=int(data.get("test_time_flips", 1)),
                 crop_px=int(data.get("crop_px", CROP_PX)),
                 channels=int(data.get("channels", N_CHANNELS)),

@@ -175,6 +175,13 @@ class Inspector:
             return [], analysed, 0.0
         probs, box_out = self._classify(cands.crops, meta.test_time_flips)
         defect_probs = probs[:, 1:]
+        if meta.scratch_min_probability > 0 and DefectType.SCRATCH in meta.classes:
+            # Scratches are learnt from synthetic strokes only: a real defect that resembles one
+            # wins its own type unless the model is sure of the scratch.
+            s = meta.classes.index(DefectType.SCRATCH)
+            unsure = defect_probs[:, s] < meta.scratch_min_probability
+            defect_probs = defect_probs.copy()
+            defect_probs[unsure, s] = 0.0
         type_idx = defect_probs.argmax(1)
         scores = defect_probs[np.arange(len(type_idx)), type_idx]
         boxes = decode_boxes(cands.windows_xyxy, box_out)

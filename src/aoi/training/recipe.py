@@ -31,6 +31,7 @@ class TrainRecipe:
     box_loss_weight: float = 5.0
     test_time_flips: int = 1  # mirrored views averaged at inference (written into the bundle)
     scratch_merge_gap_px: float = -1.0  # touching scratch pieces reported as one (< 0: off)
+    calibration_scratch_boards: int = 0  # synthetic boards for choosing the scratch guard (0: no guard)
     candidates: CandidateConfig = field(default_factory=CandidateConfig)  # used in training and serving
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     workers: int = 2
