@@ -206,3 +206,34 @@ def test_training_resumes_from_checkpoint(synthetic_root: Path, tmp_path: Path):
 def test_train_cli_rejects_unknown_format(synthetic_root: Path, tmp_path: Path):
     res = runner.invoke(app, ["train", str(synthetic_root), "--out", str(tmp_path), "--format", "voc"])
     assert res.exit_code == 2 and "unknown dataset format" in res.output
+
+
+def test_scratch_guard_turns_unsure_scratch_calls_into_other_types(tiny_bundle: Path):
+    from dataclasses import replace
+
+    from aoi.schema import DefectType
+
+    bundle = ModelBundle.load(tiny_bundle)
+    pairs = [make_pair(np.random.default_rng(s), defect_types=[DefectType.SCRATCH]) for s in range(3)]
+    guarded = Inspector(ModelBundle(bundle.path, replace(bundle.meta, scratch_min_probability=1.01)))
+    for p in pairs:
+        found = guarded.detect(p.test, p.template, score_floor=0.0)[0]
+        assert all(d.type is not DefectType.SCRATCH for d in found)
+
+
+def test_serving_settings_do_not_retrain(synthetic_root: Path, tmp_path: Path):
+    from dataclasses import replace
+
+    from aoi.training.recipe import TrainRecipe
+    from aoi.training.samples import AugmentConfig
+    from aoi.training.trainer import train
+
+    recipe = TrainRecipe(
+        version="a", list_file="list.txt", validation_groups=("group91000",), epochs=1, batch_size=64,
+        augment=AugmentConfig(variants=0), workers=1,
+    )  # fmt: skip
+    train(recipe, synthetic_root, tmp_path, log=lambda _m: None)
+    logs: list[str] = []
+    bundle = train(replace(recipe, version="b", test_time_flips=2), synthetic_root, tmp_path, log=logs.append)
+    assert any("resuming from epoch 1" in m for m in logs)
+    assert bundle.meta.version == "b" and bundle.meta.test_time_flips == 2
