@@ -1,9 +1,15 @@
 """Candidate defects from a registered tested/template pair, and the fixed-size crops the classifier reads.
 
 A pixel is a candidate when it disagrees with the template beyond an edge tolerance: missing copper
-must lie inside the template's copper eroded by `tolerance_px`, extra copper outside its dilation. That
-removes 1-2 px edge disagreement (binarisation, JPEG ringing, sub-pixel misregistration) while keeping
-thin defects that cross copper or substrate (scratches). Nearby disagreement is grouped into one candidate.
+must lie deeper than `tolerance_px` inside the template's copper, extra copper farther than
+`tolerance_px` outside it (Euclidean distance transforms, so the band can be sub-pixel). The band is
+the capture's good-to-good edge jitter (see `aoi.detection.tolerance`), not a constant: a coarse scan
+needs 2 px, a sharp fine-pitch capture about 1, where a 2 px bite on a 3 px line still shows.
+Nearby disagreement is grouped into one candidate.
+
+Two kinds of candidate are marked *forced* (the classifier may name their type, never drop them):
+a change of copper connectivity (`aoi.detection.topology`: an open or a short of any size), and a
+disagreement of at least `gross_area_px` pixels, a size good captures never reach.
 """
 
 from __future__ import annotations
@@ -13,13 +19,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from aoi.detection.topology import connectivity_changes
+from aoi.schema import DefectType
+
 CROP_PX = 48  # classifier input side
 N_CHANNELS = 4  # tested, template, candidate mask, scale
 
 
 @dataclass(frozen=True)
 class CandidateConfig:
-    tolerance_px: int = 2
+    tolerance_px: float = 2.0  # edge band: disagreement within this distance of a template edge is jitter
+    copper_dark: bool = True  # copper is the dark phase of the binarised scan (DeepPCB polarity)
+    tolerance_metric: str = "chessboard"  # "chessboard" (square band, what the v5 model learnt) | "euclidean"
+    topology: bool = False  # connectivity check: opens and shorts of any size become forced candidates
+    topology_min_overlap_px: int = 6
+    gross_area_px: int = 0  # disagreement of this many pixels is always reported (0: off)
     min_area_px: int = 6
     group_px: int = 1
     thin_group_px: int = 0  # thin, line-like pieces (a scratch cut by copper edges) group this far (0: off)
@@ -35,13 +49,44 @@ class Candidates:
     windows_xyxy: np.ndarray  # (N, 4) float32, square whole-pixel crop windows in tested-image pixels
     crops: np.ndarray  # (N, N_CHANNELS, CROP_PX, CROP_PX) float32
     areas_px: np.ndarray  # (N,) int32 disagreeing pixels per candidate
+    forced: np.ndarray  # (N,) int8 ForcedBy code: why the candidate must be reported (0: it need not)
 
 
-def difference_mask(test_bin: np.ndarray, template_bin: np.ndarray, valid: np.ndarray, tolerance_px: int) -> np.ndarray:
-    k = np.ones((2 * tolerance_px + 1, 2 * tolerance_px + 1), np.uint8)
-    missing = cv2.bitwise_and(cv2.erode(template_bin, k), 1 - test_bin)
-    extra = cv2.bitwise_and(test_bin, 1 - cv2.dilate(template_bin, k))
-    return cv2.bitwise_and(cv2.bitwise_or(missing, extra), valid)
+class ForcedBy:
+    """Codes of `Candidates.forced`, and the type a rule implies when the classifier names none."""
+
+    NONE = 0
+    OPEN = 1  # a template conductor split in the test
+    SHORT = 2  # two template conductors joined in the test
+    GROSS = 3  # a disagreement larger than capture noise ever makes
+
+    TYPE_OF = {OPEN: DefectType.OPEN, SHORT: DefectType.SHORT}
+
+
+_METRICS = {"chessboard": (cv2.DIST_C, 3), "euclidean": (cv2.DIST_L2, cv2.DIST_MASK_5)}
+
+
+def difference_mask(
+    test_bin: np.ndarray,
+    template_bin: np.ndarray,
+    valid: np.ndarray,
+    tolerance_px: float,
+    metric: str = "chessboard",
+) -> np.ndarray:
+    """0/1 pixels that disagree farther than `tolerance_px` from any template edge.
+
+    "chessboard" equals the binary erosion/dilation by a (2t+1) square; "euclidean" allows a
+    sub-pixel band (e.g. 1.2 px)."""
+    if metric not in _METRICS:
+        raise ValueError(f"tolerance metric must be one of {sorted(_METRICS)}, got {metric!r}")
+    if tolerance_px <= 0:
+        return cv2.bitwise_and(cv2.bitwise_xor(test_bin, template_bin), valid)
+    kind, mask = _METRICS[metric]
+    deep_in = cv2.distanceTransform(template_bin, kind, mask) > tolerance_px
+    far_out = cv2.distanceTransform(1 - template_bin, kind, mask) > tolerance_px
+    missing = deep_in & (test_bin == 0)
+    extra = far_out & (test_bin > 0)
+    return cv2.bitwise_and((missing | extra).astype(np.uint8), valid)
 
 
 def find_candidates(
@@ -52,7 +97,23 @@ def find_candidates(
     valid: np.ndarray,
     config: CandidateConfig = CandidateConfig(),
 ) -> Candidates:
-    diff = difference_mask(test_bin, template_bin, valid, config.tolerance_px)
+    diff = difference_mask(test_bin, template_bin, valid, config.tolerance_px, config.tolerance_metric)
+    topo_kind = np.zeros_like(diff)  # 1 on connectivity-change pixels
+    changes: list = []
+    topo_pixels = topo_kind
+    if config.topology:
+        copper = (lambda b: 1 - b) if config.copper_dark else (lambda b: b)
+        changes, topo_pixels = connectivity_changes(
+            copper(test_bin), copper(template_bin), valid, config.topology_min_overlap_px
+        )
+        topo_kind = topo_pixels
+        # A change the tolerance band hid entirely (a hairline cut, a one-pixel bridge) becomes a
+        # candidate of its own; one already covered keeps the candidate the classifier was trained on.
+        uncovered = (topo_kind > 0) & (cv2.dilate(diff, np.ones((3, 3), np.uint8)) == 0)
+        if uncovered.any():
+            n_c, lab_c = cv2.connectedComponents((topo_kind > 0).astype(np.uint8), connectivity=8)
+            hidden = np.setdiff1d(np.unique(lab_c[uncovered]), np.unique(lab_c[(topo_kind > 0) & ~uncovered]))
+            diff = cv2.bitwise_or(diff, np.isin(lab_c, hidden[hidden > 0]).astype(np.uint8))
     if not diff.any():
         return _empty()
     # Group disagreement closer than `group_px` into one candidate: one labelling of the grown mask.
@@ -62,7 +123,18 @@ def find_candidates(
         grown = cv2.bitwise_or(grown, _grow_thin_pieces(diff, config.thin_group_px, config.thin_width_px))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
     member_counts = np.bincount(labels[diff > 0], minlength=n)
-    keep = np.flatnonzero(member_counts[1:] >= config.min_area_px) + 1
+    forced_code = np.zeros(n, np.int8)
+    if config.gross_area_px > 0:
+        forced_code[member_counts >= config.gross_area_px] = ForcedBy.GROSS
+    if config.topology:  # each change forces the one candidate holding most of it; it outranks size
+        for ch in changes:
+            x1, y1, x2, y2 = ch.box_xyxy
+            local = labels[y1:y2, x1:x2][topo_pixels[y1:y2, x1:x2] > 0]
+            local = local[local > 0]
+            if local.size:
+                forced_code[np.bincount(local).argmax()] = ForcedBy.OPEN if ch.kind is DefectType.OPEN else ForcedBy.SHORT
+    forced_code[0] = ForcedBy.NONE
+    keep = np.flatnonzero((member_counts[1:] >= config.min_area_px) | (forced_code[1:] != ForcedBy.NONE)) + 1
     if len(keep) == 0:
         return _empty()
     if g > 0:  # shrink the grown boxes back by the growth margin
@@ -72,7 +144,9 @@ def find_candidates(
         stats[:, 2] = np.maximum(stats[:, 2] - 2 * g, 1)
         stats[:, 3] = np.maximum(stats[:, 3] - 2 * g, 1)
     sel = stats[keep]
-    order = np.argsort(-member_counts[keep], kind="stable")[: config.max_candidates]
+    # forced candidates first, so the candidate cap can never drop one
+    rank = member_counts[keep].astype(np.int64) + (forced_code[keep] != ForcedBy.NONE) * (1 << 40)
+    order = np.argsort(-rank, kind="stable")[: config.max_candidates]
     keep, sel = keep[order], sel[order]
     x, y, w, h = sel[:, 0], sel[:, 1], sel[:, 2], sel[:, 3]
     boxes = np.stack([x, y, x + w, y + h], 1).astype(np.int32)
@@ -82,7 +156,7 @@ def find_candidates(
     windows = np.stack([wx1, wy1, wx1 + side, wy1 + side], 1).astype(np.float32)  # square, whole pixels
     crops = _extract_crops(test, template_aligned, labels, diff if g > 0 else None, keep, windows)
     areas = member_counts[keep].astype(np.int32)
-    return Candidates(boxes, windows, crops, areas)
+    return Candidates(boxes, windows, crops, areas, forced_code[keep])
 
 
 def _grow_thin_pieces(diff: np.ndarray, grow_px: int, max_width_px: float) -> np.ndarray:
@@ -142,4 +216,5 @@ def _empty() -> Candidates:
         np.zeros((0, 4), np.float32),
         np.zeros((0, N_CHANNELS, CROP_PX, CROP_PX), np.float32),
         np.zeros((0,), np.int32),
+        np.zeros((0,), np.int8),
     )

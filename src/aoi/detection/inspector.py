@@ -15,10 +15,13 @@ import onnxruntime as ort
 
 from aoi.data.images import validate_image
 from aoi.detection.bundle import BundleMeta, ModelBundle
-from aoi.detection.candidates import CandidateConfig, Candidates, find_candidates
+from aoi.detection.candidates import CandidateConfig, Candidates, ForcedBy, find_candidates
 from aoi.registration import Registration, RegistrationConfig, binarise, register, valid_mask, warp_template
 from aoi.schema import Defect, DefectType, InspectionResult, Verdict
 from aoi.verdict import VerdictRules
+
+
+FORCED_MIN_CONFIDENCE = 0.5  # a forced defect never reports less: a cut at or under it keeps every one
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,38 @@ class Inspector:
             box_sum += b
         return probs / len(views), box_sum / len(views)
 
+    def _no_veto(
+        self,
+        cands: Candidates,
+        probs: np.ndarray,
+        defect_probs: np.ndarray,
+        type_idx: np.ndarray,
+        scores: np.ndarray,
+        boxes: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The no-veto rule for forced candidates (a connectivity change, or a gross disagreement).
+
+        The classifier names the type when it calls the candidate a defect; when it says background,
+        a connectivity change keeps the type it implies (open for a split, short for a join) and a gross
+        disagreement takes the classifier's most likely defect type. The confidence is the classifier's
+        probability of "some defect" (1 - background), never below the operating threshold nor
+        FORCED_MIN_CONFIDENCE, so every consumer with a cut at or under those keeps it; the box falls back to the candidate's own when the classifier's
+        box regression was trained for background.
+        """
+        meta = self.bundle.meta
+        type_idx, scores, boxes = type_idx.copy(), scores.copy(), boxes.copy()
+        for i in np.flatnonzero(cands.forced != ForcedBy.NONE):
+            says_defect = probs[i, 0] < defect_probs[i].max()
+            implied = ForcedBy.TYPE_OF.get(int(cands.forced[i]))
+            if not says_defect:
+                if implied is not None and implied in meta.classes:
+                    type_idx[i] = meta.classes.index(implied)
+                x1, y1, x2, y2 = cands.boxes_xyxy[i].astype(np.float32)
+                margin = max(4.0, 0.5 * max(x2 - x1, y2 - y1))
+                boxes[i] = (x1 - margin, y1 - margin, x2 + margin, y2 + margin)
+            scores[i] = max(1.0 - float(probs[i, 0]), meta.threshold, FORCED_MIN_CONFIDENCE, float(scores[i]))
+        return type_idx, scores, boxes
+
     def detect(
         self, test: np.ndarray, template: np.ndarray, score_floor: float | None = None
     ) -> tuple[list[Defect], AnalysedPair, float]:
@@ -185,11 +220,14 @@ class Inspector:
         type_idx = defect_probs.argmax(1)
         scores = defect_probs[np.arange(len(type_idx)), type_idx]
         boxes = decode_boxes(cands.windows_xyxy, box_out)
+        forced = cands.forced != ForcedBy.NONE
+        if forced.any():
+            type_idx, scores, boxes = self._no_veto(cands, probs, defect_probs, type_idx, scores, boxes)
         h, w = test.shape
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         floor = meta.score_floor if score_floor is None else score_floor
-        ok = (scores >= floor) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        ok = ((scores >= floor) | forced) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         idx = np.flatnonzero(ok)
         idx = idx[nms(boxes[idx], scores[idx], meta.nms_iou)] if len(idx) else idx
         defects = [
