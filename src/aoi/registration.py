@@ -52,6 +52,7 @@ class RegistrationConfig:
     max_residual: float = 0.12
     max_shift_fraction: float = 0.25
     max_shift_px: int = 48
+    peak_candidates: int = 4  # correlation peaks checked against the whole image (periodic layouts)
 
 
 def binarise(image: np.ndarray) -> np.ndarray:
@@ -147,9 +148,7 @@ def register(
     small_t = cv2.resize(tb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
     small_g = cv2.resize(gb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
     max_shift = min(config.max_shift_px, int(config.max_shift_fraction * min(h, w)))
-    sx, sy = phase_correlate(small_g, small_t, max_shift / s)
-    dx, dy = sx * s, sy * s  # test = template shifted by (dx, dy)
-    dx, dy = _refine_shift(tb, gb, dx, dy)
+    dx, dy = _best_shift(tb, gb, small_g, small_t, s, max_shift, config.peak_candidates)
     # Snap to whole pixels when close: keeps the warped template crisp.
     dx, dy = (round(dx) if abs(dx - round(dx)) < 0.25 else dx), (round(dy) if abs(dy - round(dy)) < 0.25 else dy)
     matrix = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]], np.float32)
@@ -176,8 +175,58 @@ def register(
     return Registration(matrix, float(dx), float(dy), angle, residual, refined)
 
 
+def _best_shift(
+    tb: np.ndarray, gb: np.ndarray, small_g: np.ndarray, small_t: np.ndarray, s: int, max_shift: int, k: int
+) -> tuple[float, float]:
+    """The correlation peak that the whole image agrees with best.
+
+    Ball-grid arrays, finger rows and line bundles repeat every few pixels, so the correlation surface
+    has several near-equal peaks, and the downsampled and the cropped full-resolution searches can
+    both settle on one a period (or a stretch along a line) off. The `k` strongest coarse peaks and the
+    full-resolution runner-ups of the strongest are scored by the binarised disagreement over the whole overlap, where the layout's
+    non-periodic parts (array edges, other features) break the tie. Only the strongest coarse peak
+    is refined by correlation (the costly part); the others are settled by the whole-pixel climb."""
+    coarse = phase_correlation_peaks(small_g, small_t, max_shift / s, k)
+    options = _refine_shift(tb, gb, coarse[0][0] * s, coarse[0][1] * s, k=3)
+    options += [(sx * s, sy * s) for sx, sy in coarse[1:]]  # runner-ups: the climb below settles them
+    seen: dict[tuple[int, int], tuple[float, float]] = {}
+    for dx, dy in options:  # strongest first; one per whole-pixel shift
+        seen.setdefault((round(dx), round(dy)), (dx, dy))
+    options = list(seen.values())
+    scores = [_shift_disagreement(tb, gb, ix, iy) for ix, iy in seen]
+    best = options[int(np.argmin(scores))]
+    # A line bundle smears its peak into a ridge along the lines: climb to the whole-pixel optimum.
+    ix, iy, score = round(best[0]), round(best[1]), min(scores)
+    for _ in range(2 * max_shift):
+        moves = [(ix + mx, iy + my) for mx in (-1, 0, 1) for my in (-1, 0, 1) if mx or my]
+        trial = [_shift_disagreement(tb, gb, x, y) for x, y in moves]
+        if min(trial) >= score:
+            break
+        score = min(trial)
+        ix, iy = moves[int(np.argmin(trial))]
+    return best if (ix, iy) == (round(best[0]), round(best[1])) else (float(ix), float(iy))
+
+
+def _shift_disagreement(tb: np.ndarray, gb: np.ndarray, dx: int, dy: int) -> float:
+    """Fraction of overlapping pixels that disagree when test(x) is compared with template(x - d)."""
+    h, w = tb.shape
+    if abs(dx) >= w or abs(dy) >= h:
+        return 1.0
+    t = tb[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)]
+    g = gb[max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    return float(cv2.countNonZero(cv2.bitwise_xor(t, g))) / max(t.size, 1)
+
+
 def phase_correlate(reference: np.ndarray, moved: np.ndarray, max_shift: float) -> tuple[float, float]:
     """Shift (dx, dy) with moved(x) ~ reference(x - d), searched only within |d| <= max_shift (sub-pixel)."""
+    return phase_correlation_peaks(reference, moved, max_shift, 1)[0]
+
+
+def phase_correlation_peaks(
+    reference: np.ndarray, moved: np.ndarray, max_shift: float, k: int
+) -> list[tuple[float, float]]:
+    """The `k` strongest local maxima of the phase-correlation surface within |d| <= max_shift, strongest
+    first, each as a sub-pixel shift (dx, dy) with moved(x) ~ reference(x - d)."""
     h, w = reference.shape
     window = cv2.createHanningWindow((w, h), cv2.CV_32F)
     fa = np.fft.rfft2(reference * window)
@@ -187,33 +236,44 @@ def phase_correlate(reference: np.ndarray, moved: np.ndarray, max_shift: float) 
     surface = np.fft.fftshift(np.fft.irfft2(cross, s=(h, w)))
     cy, cx = h // 2, w // 2
     r = max(1, int(np.ceil(max_shift)))
-    sub = surface[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1]
-    iy, ix = np.unravel_index(int(np.argmax(sub)), sub.shape)
-    py, px = iy + max(cy - r, 0), ix + max(cx - r, 0)
+    oy, ox = max(cy - r, 0), max(cx - r, 0)
+    sub = np.ascontiguousarray(surface[oy : cy + r + 1, ox : cx + r + 1], np.float32)
+    if k <= 1:
+        flat = [int(np.argmax(sub))]
+    else:
+        local_max = (sub >= cv2.dilate(sub, np.ones((3, 3), np.uint8))).ravel()
+        ranked = np.argsort(-sub.ravel())
+        flat = [int(i) for i in ranked[local_max[ranked]][:k]] or [int(ranked[0])]
 
     def vertex(m1: float, c0: float, p1: float) -> float:
         denom = m1 - 2 * c0 + p1
         return 0.0 if abs(denom) < 1e-12 else 0.5 * (m1 - p1) / denom
 
-    fx = vertex(surface[py, px - 1], surface[py, px], surface[py, (px + 1) % w]) if px > 0 else 0.0
-    fy = vertex(surface[py - 1, px], surface[py, px], surface[(py + 1) % h, px]) if py > 0 else 0.0
-    return float(px - cx + fx), float(py - cy + fy)
+    peaks = []
+    for i in flat:
+        iy, ix = divmod(i, sub.shape[1])
+        py, px = iy + oy, ix + ox
+        fx = vertex(surface[py, px - 1], surface[py, px], surface[py, (px + 1) % w]) if px > 0 else 0.0
+        fy = vertex(surface[py - 1, px], surface[py, px], surface[(py + 1) % h, px]) if py > 0 else 0.0
+        peaks.append((float(px - cx + fx), float(py - cy + fy)))
+    return peaks
 
 
-def _refine_shift(tb: np.ndarray, gb: np.ndarray, dx: float, dy: float, crop: int = 256) -> tuple[float, float]:
-    """Full-resolution phase correlation on a central crop, around the coarse shift."""
+def _refine_shift(
+    tb: np.ndarray, gb: np.ndarray, dx: float, dy: float, crop: int = 256, k: int = 1
+) -> list[tuple[float, float]]:
+    """Full-resolution phase correlation on a central crop around the coarse shift: its `k` best peaks."""
     h, w = tb.shape
     c = min(crop, h // 2 * 2 - 2 * int(abs(dy)) - 4, w // 2 * 2 - 2 * int(abs(dx)) - 4)
     if c < 32:
-        return dx, dy
+        return [(dx, dy)]
     y0, x0 = (h - c) // 2, (w - c) // 2
     ix, iy = int(round(dx)), int(round(dy))
     t_crop = tb[y0 : y0 + c, x0 : x0 + c].astype(np.float32)
     g_crop = gb[y0 - iy : y0 - iy + c, x0 - ix : x0 - ix + c].astype(np.float32)
     if g_crop.shape != t_crop.shape:
-        return dx, dy
-    fx, fy = phase_correlate(g_crop, t_crop, 4.0)
-    return ix + fx, iy + fy
+        return [(dx, dy)]
+    return [(ix + fx, iy + fy) for fx, fy in phase_correlation_peaks(g_crop, t_crop, 4.0, k)]
 
 
 def _refine_ecc(tb: np.ndarray, gb: np.ndarray, init: np.ndarray, scale: int) -> np.ndarray | None:

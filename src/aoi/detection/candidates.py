@@ -63,7 +63,7 @@ class ForcedBy:
     TYPE_OF = {OPEN: DefectType.OPEN, SHORT: DefectType.SHORT}
 
 
-_METRICS = {"chessboard": (cv2.DIST_C, 3), "euclidean": (cv2.DIST_L2, cv2.DIST_MASK_5)}
+DISTANCE_METRICS = {"chessboard": (cv2.DIST_C, 3), "euclidean": (cv2.DIST_L2, cv2.DIST_MASK_5)}
 
 
 def difference_mask(
@@ -77,11 +77,11 @@ def difference_mask(
 
     "chessboard" equals the binary erosion/dilation by a (2t+1) square; "euclidean" allows a
     sub-pixel band (e.g. 1.2 px)."""
-    if metric not in _METRICS:
-        raise ValueError(f"tolerance metric must be one of {sorted(_METRICS)}, got {metric!r}")
+    if metric not in DISTANCE_METRICS:
+        raise ValueError(f"tolerance metric must be one of {sorted(DISTANCE_METRICS)}, got {metric!r}")
     if tolerance_px <= 0:
         return cv2.bitwise_and(cv2.bitwise_xor(test_bin, template_bin), valid)
-    kind, mask = _METRICS[metric]
+    kind, mask = DISTANCE_METRICS[metric]
     deep_in = cv2.distanceTransform(template_bin, kind, mask) > tolerance_px
     far_out = cv2.distanceTransform(1 - template_bin, kind, mask) > tolerance_px
     missing = deep_in & (test_bin == 0)

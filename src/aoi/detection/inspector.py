@@ -20,7 +20,6 @@ from aoi.registration import Registration, RegistrationConfig, binarise, registe
 from aoi.schema import Defect, DefectType, InspectionResult, Verdict
 from aoi.verdict import VerdictRules
 
-
 FORCED_MIN_CONFIDENCE = 0.5  # a forced defect never reports less: a cut at or under it keeps every one
 
 

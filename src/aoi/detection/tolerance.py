@@ -1,0 +1,74 @@
+"""The edge band and the gross-difference size, learnt from good-to-good variation of a capture.
+
+Two good captures of one design never agree exactly: registration residue, blur and binarisation
+move edges by a fraction of a pixel to a couple of pixels, depending on the optics. The band that
+`find_candidates` ignores should be just that wide, so it is measured rather than assumed: on pairs
+known to be good (or on defective pairs with their defect boxes left out), each disagreeing pixel's
+distance to the nearest template edge is taken, and the band is a high quantile of those distances.
+The largest blob of disagreement that survives the band on good pairs bounds what capture noise can
+do; twice that is the size at which a disagreement is always reported (`gross_area_px`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from aoi.detection.candidates import DISTANCE_METRICS, difference_mask
+from aoi.registration import RegistrationConfig, binarise, register, valid_mask, warp_template
+from aoi.schema import BoxXYXY, InspectionInputError
+
+
+@dataclass(frozen=True)
+class CaptureTolerance:
+    tolerance_px: float  # edge band for `CandidateConfig.tolerance_px`
+    gross_area_px: int  # for `CandidateConfig.gross_area_px`
+    pairs: int
+    edge_pixels: int  # disagreeing pixels the quantile was taken over
+
+
+def learn_capture_tolerance(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray, Sequence[BoxXYXY]]],
+    *,
+    metric: str = "euclidean",
+    quantile: float = 0.999,
+    min_gross_area_px: int = 12,
+    registration: RegistrationConfig = RegistrationConfig(),
+) -> CaptureTolerance:
+    """Learn the band from (test, template, boxes to leave out) triples of one capture setup."""
+    if metric not in DISTANCE_METRICS:
+        raise InspectionInputError(f"tolerance metric must be one of {sorted(DISTANCE_METRICS)}, got {metric!r}")
+    kind, mask_size = DISTANCE_METRICS[metric]
+    distances: list[np.ndarray] = []
+    prepared = []
+    for test, template, excluded in pairs:
+        tb, gb = binarise(test), binarise(template)
+        reg = register(test, template, registration, tb, gb)
+        h, w = test.shape
+        gba = warp_template(gb, reg.matrix, (w, h)) if reg.whole_pixel_shift else binarise(
+            warp_template(template, reg.matrix, (w, h))
+        )
+        valid = valid_mask(reg.matrix, (w, h)).copy()
+        for x1, y1, x2, y2 in excluded:
+            valid[max(int(y1), 0) : int(np.ceil(y2)), max(int(x1), 0) : int(np.ceil(x2))] = 0
+        inside = cv2.distanceTransform(gba, kind, mask_size)
+        outside = cv2.distanceTransform(1 - gba, kind, mask_size)
+        disagree = (cv2.bitwise_xor(tb, gba) > 0) & (valid > 0)
+        distances.append(np.where(gba > 0, inside, outside)[disagree])
+        prepared.append((tb, gba, valid))
+    if not prepared:
+        raise InspectionInputError("learning a capture tolerance needs at least one good pair")
+    flat = np.concatenate(distances) if distances else np.zeros(0, np.float32)
+    # "> band" must exclude the jitter: the band is the quantile itself (0 when the pairs agree exactly).
+    band = float(np.quantile(flat, quantile)) if flat.size else 0.0
+    band = round(band, 2)
+    largest = 0
+    for tb, gba, valid in prepared:
+        diff = difference_mask(tb, gba, valid, band, metric)
+        if diff.any():
+            _, _, stats, _ = cv2.connectedComponentsWithStats(diff, connectivity=8)
+            largest = max(largest, int(stats[1:, cv2.CC_STAT_AREA].max()))
+    return CaptureTolerance(band, max(min_gross_area_px, 2 * largest), len(prepared), int(flat.size))

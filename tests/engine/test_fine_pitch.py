@@ -1,0 +1,197 @@
+"""Fine-pitch rules: connectivity check, the no-veto rule, the learnt edge band, periodic registration.
+
+Each test builds a small substrate-like pattern (3 px lines and spaces) and fails on the engine as it
+was before these rules: a fixed 2 px band erased everything below and registration trusted the
+first correlation peak.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from aoi.detection.candidates import CandidateConfig, ForcedBy, find_candidates
+from aoi.detection.inspector import FORCED_MIN_CONFIDENCE, Inspector, analyse_pair
+from aoi.detection.tolerance import learn_capture_tolerance
+from aoi.detection.topology import connectivity_changes
+from aoi.registration import binarise, register
+from aoi.schema import DefectType
+
+LINE_PX, SPACE_PX, PITCH_PX = 3, 3, 6
+
+
+def _bundle_of_lines(size: int = 240) -> np.ndarray:
+    """Dark copper lines 3 px wide, 3 px apart, on bright substrate (DeepPCB polarity), soft-edged."""
+    img = np.full((size, size), 255, np.uint8)
+    for x in range(30, size - 30, PITCH_PX):
+        img[20 : size - 20, x : x + LINE_PX] = 0
+    return cv2.GaussianBlur(img, (3, 3), 0.5)
+
+
+def _candidates(test: np.ndarray, template: np.ndarray, config: CandidateConfig):
+    valid = np.ones_like(test)
+    return find_candidates(test, template, binarise(test), binarise(template), valid, config)
+
+
+def _covers(boxes: np.ndarray, x: float, y: float, slack: float = 3.0) -> bool:
+    return any(b[0] - slack <= x <= b[2] + slack and b[1] - slack <= y <= b[3] + slack for b in boxes)
+
+
+def test_2px_cut_on_a_3px_line_is_an_open():
+    template = _bundle_of_lines()
+    test = template.copy()
+    test[119:121, 60:63] = 255  # a 2 px cut clean through a 3 px line (1 px closes under the optics blur)
+    changes, _ = connectivity_changes(1 - binarise(test), 1 - binarise(template), np.ones_like(test))
+    assert [c.kind for c in changes] == [DefectType.OPEN]
+    old = _candidates(test, template, CandidateConfig(tolerance_px=2, topology=False))
+    new = _candidates(test, template, CandidateConfig(tolerance_px=2, topology=True))
+    assert not _covers(old.boxes_xyxy, 61, 120)  # the 2 px band hides it entirely
+    assert _covers(new.boxes_xyxy, 61, 120)
+    assert ForcedBy.OPEN in new.forced.tolist()
+
+
+def test_one_pixel_bridge_between_3px_lines_is_a_short():
+    template = _bundle_of_lines()
+    test = template.copy()
+    test[100, 63:66] = 0  # a one-pixel-wide bridge across a 3 px space
+    changes, _ = connectivity_changes(1 - binarise(test), 1 - binarise(template), np.ones_like(test))
+    assert [c.kind for c in changes] == [DefectType.SHORT]
+    new = _candidates(test, template, CandidateConfig(tolerance_px=2, topology=True))
+    assert _covers(new.boxes_xyxy, 64, 100)
+    assert ForcedBy.SHORT in new.forced.tolist()
+
+
+def test_clean_and_jittered_captures_change_no_connectivity():
+    template = _bundle_of_lines()
+    rng = np.random.default_rng(3)
+    shifted = cv2.warpAffine(template, np.float32([[1, 0, 0.4], [0, 1, -0.3]]), template.shape[::-1],
+                             borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    noisy = np.clip(shifted + rng.normal(0, 6, shifted.shape), 0, 255).astype(np.uint8)
+    changes, _ = connectivity_changes(1 - binarise(noisy), 1 - binarise(template), np.ones_like(template))
+    assert changes == []
+
+
+def _always_background_bundle(tmp_path: Path) -> Path:
+    """A bundle whose network calls every crop background: what a classifier that vetoes looks like."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    n_out = 8
+    logits_bias = np.array([[12.0] + [0.0] * (n_out - 1)], np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["crops"], ["m"], keepdims=0, axes=[1, 2, 3]),
+        helper.make_node("Unsqueeze", ["m", "ax"], ["m1"]),
+        helper.make_node("Mul", ["m1", "zeros_c"], ["z_c"]),
+        helper.make_node("Add", ["z_c", "bias_c"], ["logits"]),
+        helper.make_node("Mul", ["m1", "zeros_b"], ["z_b"]),
+        helper.make_node("Add", ["z_b", "bias_b"], ["boxes"]),
+    ]
+    inits = [
+        helper.make_tensor("ax", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("zeros_c", TensorProto.FLOAT, [1, n_out], [0.0] * n_out),
+        helper.make_tensor("bias_c", TensorProto.FLOAT, [1, n_out], logits_bias.ravel().tolist()),
+        helper.make_tensor("zeros_b", TensorProto.FLOAT, [1, 4], [0.0] * 4),
+        helper.make_tensor("bias_b", TensorProto.FLOAT, [1, 4], [0.4, 0.4, 0.6, 0.6]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "background",
+        [helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["n", 4, 48, 48])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", n_out]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["n", 4]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder = tmp_path / "background-bundle"
+    folder.mkdir()
+    onnx.save(model, str(folder / "model.onnx"))
+    meta = json.loads((Path(__file__).resolve().parents[2] / "src/aoi/models/default/bundle.json").read_text())
+    meta.update(version="always-background", threshold=0.5, test_time_flips=1, scratch_min_probability=0.0)
+    meta["candidates"].update(topology=True, gross_area_px=60)
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_no_veto_the_classifier_may_not_drop_a_connectivity_change_or_a_gross_difference(tmp_path: Path):
+    inspector = Inspector.load(_always_background_bundle(tmp_path))
+    template = _bundle_of_lines()
+    test = template.copy()
+    test[119:121, 60:63] = 255  # hairline open
+    test[60, 63:66] = 0  # one-pixel short
+    test[180:192, 150:162] = 255 - test[180:192, 150:162]  # a gross 12 x 12 disagreement
+    result = inspector.inspect(test, template, image_id="no-veto")
+    by_place = {(round((d.box_px[0] + d.box_px[2]) / 2), round((d.box_px[1] + d.box_px[3]) / 2)): d
+                for d in result.defects}  # fmt: skip
+
+    def near(x: float, y: float):
+        return [d for (cx, cy), d in by_place.items() if abs(cx - x) <= 6 and abs(cy - y) <= 6]
+
+    assert [d.type for d in near(61, 120)] == [DefectType.OPEN]
+    assert [d.type for d in near(64, 60)] == [DefectType.SHORT]
+    assert len(near(156, 186)) == 1
+    assert all(d.confidence >= FORCED_MIN_CONFIDENCE for d in result.defects)
+    assert result.verdict.value == "fail"
+    # The same network with the rules off: everything is background, the board passes. That was the veto.
+    plain = tmp_path / "plain"
+    shutil.copytree(inspector.bundle.path, plain)
+    meta = json.loads((plain / "bundle.json").read_text())
+    meta["candidates"].update(topology=False, gross_area_px=0)
+    (plain / "bundle.json").write_text(json.dumps(meta))
+    assert Inspector.load(plain).inspect(test, template, image_id="veto").defects == ()
+
+
+def test_edge_band_learnt_from_good_captures_keeps_a_2px_bite_on_a_3px_line():
+    template = _bundle_of_lines()
+    rng = np.random.default_rng(5)
+    good = []
+    for _ in range(3):  # good captures: sub-pixel shift, a little blur and noise
+        m = np.float32([[1, 0, rng.uniform(-0.3, 0.3)], [0, 1, rng.uniform(-0.3, 0.3)]])
+        g = cv2.warpAffine(template, m, template.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
+        good.append((np.clip(g + rng.normal(0, 4, g.shape), 0, 255).astype(np.uint8), template, ()))
+    learnt = learn_capture_tolerance(good, metric="euclidean")
+    assert learnt.tolerance_px < 2.0  # the fixed 2 px band is wider than this capture's jitter
+    test = template.copy()
+    test[100:104, 90:92] = 255  # a bite 2 px deep, 4 px long, into the 3 px line at x = 90..92
+    for capture, _, _ in good:  # and the learnt band makes no candidate on the good captures themselves
+        assert len(_candidates(capture, template, CandidateConfig(tolerance_px=learnt.tolerance_px,
+                                                                  tolerance_metric="euclidean",
+                                                                  min_area_px=2)).boxes_xyxy) == 0  # fmt: skip
+    learnt_cfg = CandidateConfig(tolerance_px=learnt.tolerance_px, tolerance_metric="euclidean", min_area_px=2)
+    assert _covers(_candidates(test, template, learnt_cfg).boxes_xyxy, 91, 102)
+    fixed_cfg = CandidateConfig(tolerance_px=2, min_area_px=2)
+    assert not _covers(_candidates(test, template, fixed_cfg).boxes_xyxy, 91, 102)
+
+
+def _periodic_board(period: int, seed: int) -> np.ndarray:
+    """A bundle of parallel lines repeating every `period` px, with a few pads that break the symmetry."""
+    rng = np.random.default_rng(seed)
+    img = np.full((640, 640), 255, np.uint8)
+    for x in range(8, 632, period):
+        cv2.line(img, (x, 8), (x, 631), 0, period // 2)
+    for _ in range(4):
+        x, y = rng.integers(0, 620, 2)
+        cv2.circle(img, (int(x), int(y)), 6, 0, -1)
+    return img
+
+
+@pytest.mark.parametrize("period,seed,shift", [(5, 0, (2, 1)), (5, 0, (3, -2)), (5, 2, (-4, 3)), (8, 2, (2, 1))])
+def test_periodic_layout_does_not_fool_registration(period, seed, shift):
+    template = _periodic_board(period, seed)
+    m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+    test = cv2.warpAffine(template, m, (640, 640), borderMode=cv2.BORDER_REPLICATE)
+    reg = register(test, template)
+    assert abs(reg.dx_px - shift[0]) < 0.5 and abs(reg.dy_px - shift[1]) < 0.5
+
+
+def test_analyse_pair_on_a_periodic_board_finds_no_false_candidates():
+    template = _periodic_board(6, 1)
+    test = cv2.warpAffine(template, np.float32([[1, 0, 3], [0, 1, 2]]), (640, 640), borderMode=cv2.BORDER_REPLICATE)
+    assert len(analyse_pair(test, template, candidate_config=CandidateConfig(topology=True)).candidates.boxes_xyxy) == 0
