@@ -132,7 +132,8 @@ def find_candidates(
             local = labels[y1:y2, x1:x2][topo_pixels[y1:y2, x1:x2] > 0]
             local = local[local > 0]
             if local.size:
-                forced_code[np.bincount(local).argmax()] = ForcedBy.OPEN if ch.kind is DefectType.OPEN else ForcedBy.SHORT
+                code = ForcedBy.OPEN if ch.kind is DefectType.OPEN else ForcedBy.SHORT
+                forced_code[np.bincount(local).argmax()] = code
     forced_code[0] = ForcedBy.NONE
     keep = np.flatnonzero((member_counts[1:] >= config.min_area_px) | (forced_code[1:] != ForcedBy.NONE)) + 1
     if len(keep) == 0:

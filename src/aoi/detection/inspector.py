@@ -180,8 +180,9 @@ class Inspector:
         a connectivity change keeps the type it implies (open for a split, short for a join) and a gross
         disagreement takes the classifier's most likely defect type. The confidence is the classifier's
         probability of "some defect" (1 - background), never below the operating threshold nor
-        FORCED_MIN_CONFIDENCE, so every consumer with a cut at or under those keeps it; the box falls back to the candidate's own when the classifier's
-        box regression was trained for background.
+        FORCED_MIN_CONFIDENCE, so every consumer with a cut at or under those keeps it. The box falls
+        back to the candidate's own when the classifier saw background (its box head was not trained
+        there).
         """
         meta = self.bundle.meta
         type_idx, scores, boxes = type_idx.copy(), scores.copy(), boxes.copy()

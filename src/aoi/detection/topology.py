@@ -89,7 +89,8 @@ def _place(
         bh, bw = blob.shape
         ys, xs = np.nonzero(blob)
         pixels[y0 + by : y0 + by + bh, x0 + bx : x0 + bx + bw] |= blob
-        box = (x0 + bx + int(xs.min()), y0 + by + int(ys.min()), x0 + bx + int(xs.max()) + 1, y0 + by + int(ys.max()) + 1)
+        gx, gy = x0 + bx, y0 + by
+        box = (gx + int(xs.min()), gy + int(ys.min()), gx + int(xs.max()) + 1, gy + int(ys.max()) + 1)
         out.append(ConnectivityChange(kind, box, int(xs.size)))
     return out
 
