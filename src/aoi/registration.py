@@ -184,8 +184,9 @@ def _best_shift(
     has several near-equal peaks, and the downsampled and the cropped full-resolution searches can
     both settle on one a period (or a stretch along a line) off. The `k` strongest coarse peaks and
     the full-resolution runner-ups of the strongest are scored by the binarised disagreement over the
-    whole overlap, where the layout's non-periodic parts (array edges, other features) break the tie. Only the strongest coarse peak
-    is refined by correlation (the costly part); the others are settled by the whole-pixel climb."""
+    whole overlap, where the layout's non-periodic parts (array edges, other features) break the tie.
+    Only the strongest coarse peak is refined by correlation (the costly part); the others are
+    settled by the whole-pixel climb."""
     coarse = phase_correlation_peaks(small_g, small_t, max_shift / s, k)
     options = _refine_shift(tb, gb, coarse[0][0] * s, coarse[0][1] * s, k=3)
     options += [(sx * s, sy * s) for sx, sy in coarse[1:]]  # runner-ups: the climb below settles them
