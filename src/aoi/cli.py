@@ -200,11 +200,25 @@ def bench(
         int, typer.Option("--scratch-boards", help="Synthetic boards for the scratch F-score (0: skip).")
     ] = 200,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs.")] = None,
+    substrate_designs: Annotated[
+        int,
+        typer.Option(
+            "--substrate-designs", help="Synthetic fine-pitch substrate designs for found-rate per type (0: skip)."
+        ),
+    ] = 0,
 ) -> None:
     """Accuracy, per-stage ms, images/s and peak memory on the CPU, plus the robustness sweep. Last line: JSON."""
     from aoi.evaluation.bench import run_bench
 
     report = run_bench(root, list_file, groups, model, workers, sweep, scratch_boards, limit, err)
+    if substrate_designs < 0:
+        raise typer.BadParameter("--substrate-designs must be >= 0")
+    if substrate_designs:
+        from aoi.detection.inspector import Inspector
+        from aoi.evaluation.substrate_bench import run_substrate_bench
+
+        report["substrate"] = run_substrate_bench(Inspector.load(model), substrate_designs, per_type=4)
+        err.print(f"fine-pitch substrate: {report['substrate']}")
     print(json.dumps(report))
 
 

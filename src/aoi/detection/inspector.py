@@ -199,11 +199,18 @@ class Inspector:
         return type_idx, scores, boxes
 
     def detect(
-        self, test: np.ndarray, template: np.ndarray, score_floor: float | None = None
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        score_floor: float | None = None,
+        candidates: CandidateConfig | None = None,
     ) -> tuple[list[Defect], AnalysedPair, float]:
-        """All detections above `score_floor` (default: the bundle's floor), with the analysis and model ms."""
+        """All detections above `score_floor` (default: the bundle's floor), with the analysis and model ms.
+
+        `candidates` overrides the bundle's candidate settings for one capture setup (its learnt edge
+        band, connectivity check, gross size): a product's, not the model's."""
         meta = self.bundle.meta
-        analysed = analyse_pair(test, template, meta.registration, meta.candidates)
+        analysed = analyse_pair(test, template, meta.registration, candidates or meta.candidates)
         cands = analysed.candidates
         t0 = time.perf_counter()
         if len(cands.crops) == 0:
