@@ -81,6 +81,11 @@ def difference_mask(
         raise ValueError(f"tolerance metric must be one of {sorted(DISTANCE_METRICS)}, got {metric!r}")
     if tolerance_px <= 0:
         return cv2.bitwise_and(cv2.bitwise_xor(test_bin, template_bin), valid)
+    if metric == "chessboard" and float(tolerance_px).is_integer():  # same band, cheaper: a square erosion
+        k = np.ones((2 * int(tolerance_px) + 1, 2 * int(tolerance_px) + 1), np.uint8)
+        missing_sq = cv2.bitwise_and(cv2.erode(template_bin, k), 1 - test_bin)
+        extra_sq = cv2.bitwise_and(test_bin, 1 - cv2.dilate(template_bin, k))
+        return cv2.bitwise_and(cv2.bitwise_or(missing_sq, extra_sq), valid)
     kind, mask = DISTANCE_METRICS[metric]
     deep_in = cv2.distanceTransform(template_bin, kind, mask) > tolerance_px
     far_out = cv2.distanceTransform(1 - template_bin, kind, mask) > tolerance_px
