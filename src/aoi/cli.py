@@ -222,6 +222,38 @@ def bench(
     print(json.dumps(report))
 
 
+@app.command()
+def tolerance(
+    good: Annotated[list[Path], typer.Argument(help="Good captures (defect-free) of one design and capture setup.")],
+    template: Annotated[Path, typer.Option("--template", "-t", help="The design's golden template.")],
+    metric: Annotated[str, typer.Option("--metric", help="euclidean (sub-pixel) | chessboard.")] = "euclidean",
+) -> None:
+    """Learn the edge band and gross-difference size from good captures. Prints the candidate settings as JSON."""
+    from aoi.data.images import read_image
+    from aoi.detection.tolerance import learn_capture_tolerance
+    from aoi.schema import InspectionInputError
+
+    try:
+        reference = read_image(template)
+        learnt = learn_capture_tolerance(((read_image(g), reference, ()) for g in good), metric=metric)
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    print(
+        json.dumps(
+            {
+                "candidates": {
+                    "tolerance_px": learnt.tolerance_px,
+                    "tolerance_metric": metric,
+                    "gross_area_px": learnt.gross_area_px,
+                },
+                "good_captures": learnt.pairs,
+                "edge_pixels": learnt.edge_pixels,
+            }
+        )
+    )
+
+
 def _register_service_commands() -> None:
     from aoi import service_cli
 

@@ -195,3 +195,26 @@ def test_analyse_pair_on_a_periodic_board_finds_no_false_candidates():
     template = _periodic_board(6, 1)
     test = cv2.warpAffine(template, np.float32([[1, 0, 3], [0, 1, 2]]), (640, 640), borderMode=cv2.BORDER_REPLICATE)
     assert len(analyse_pair(test, template, candidate_config=CandidateConfig(topology=True)).candidates.boxes_xyxy) == 0
+
+
+def test_tolerance_cli_learns_from_good_captures_and_refuses_bad_input(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from aoi.cli import app
+
+    template = _bundle_of_lines()
+    cv2.imwrite(str(tmp_path / "temp.png"), template)
+    shifted = cv2.warpAffine(template, np.float32([[1, 0, 0.3], [0, 1, 0]]), template.shape[::-1],
+                             borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    cv2.imwrite(str(tmp_path / "good.png"), shifted)
+    result = CliRunner().invoke(app, ["tolerance", str(tmp_path / "good.png"), "-t", str(tmp_path / "temp.png")])
+    assert result.exit_code == 0, result.output
+    learnt = json.loads(result.stdout.strip().splitlines()[-1])["candidates"]
+    assert 0 <= learnt["tolerance_px"] < 2 and learnt["tolerance_metric"] == "euclidean"
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    bad = CliRunner().invoke(app, ["tolerance", str(tmp_path / "broken.png"), "-t", str(tmp_path / "temp.png")])
+    assert bad.exit_code == 2
+    wrong_metric = CliRunner().invoke(
+        app, ["tolerance", str(tmp_path / "good.png"), "-t", str(tmp_path / "temp.png"), "--metric", "manhattan"]
+    )
+    assert wrong_metric.exit_code == 2
