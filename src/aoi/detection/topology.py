@@ -59,19 +59,17 @@ def connectivity_changes(
     t_of, s_of = strong // n_s, strong % n_s
     changes: list[ConnectivityChange] = []
     # Opens: one template conductor, several test pieces; the cut is its copper missing in the test.
-    t_ids, t_counts = np.unique(t_of, return_counts=True)
-    for tid in t_ids[t_counts >= 2]:
-        y1, y2, x1, x2 = _bbox(stats_t[tid])
-        missing = (lab_t[y1:y2, x1:x2] == tid) & (s[y1:y2, x1:x2] == 0)
-        found = _joining_blobs(missing, lab_s[y1:y2, x1:x2], s_of[t_of == tid], DefectType.OPEN)
-        changes += _place(found, pixels, x1, y1)
     # Shorts: one test conductor, several template conductors; the bridge is its copper the template lacks.
-    s_ids, s_counts = np.unique(s_of, return_counts=True)
-    for sid in s_ids[s_counts >= 2]:
-        y1, y2, x1, x2 = _bbox(stats_s[sid])
-        extra = (lab_s[y1:y2, x1:x2] == sid) & (t[y1:y2, x1:x2] == 0)
-        found = _joining_blobs(extra, lab_t[y1:y2, x1:x2], t_of[s_of == sid], DefectType.SHORT)
-        changes += _place(found, pixels, x1, y1)
+    for kind, whole_of, piece_of, lab_whole, stats_whole, lab_piece, piece_mask in (
+        (DefectType.OPEN, t_of, s_of, lab_t, stats_t, lab_s, s),
+        (DefectType.SHORT, s_of, t_of, lab_s, stats_s, lab_t, t),
+    ):
+        ids, n_pieces = np.unique(whole_of, return_counts=True)
+        for whole in ids[n_pieces >= 2]:
+            y1, y2, x1, x2 = _bbox(stats_whole[whole])
+            changed = (lab_whole[y1:y2, x1:x2] == whole) & (piece_mask[y1:y2, x1:x2] == 0)
+            found = _joining_blobs(changed, lab_piece[y1:y2, x1:x2], piece_of[whole_of == whole], kind)
+            changes += _place(found, pixels, x1, y1)
     return changes, pixels
 
 
