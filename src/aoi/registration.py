@@ -218,6 +218,32 @@ def _shift_disagreement(tb: np.ndarray, gb: np.ndarray, dx: int, dy: int) -> flo
     return float(cv2.countNonZero(cv2.bitwise_xor(t, g))) / max(t.size, 1)
 
 
+@dataclass(frozen=True)
+class AlignedPair:
+    """A registered pair in tested-image coordinates: what candidate finding and tolerance learning read."""
+
+    registration: Registration
+    test_bin: np.ndarray
+    template_aligned: np.ndarray
+    template_bin_aligned: np.ndarray
+    valid: np.ndarray
+
+
+def align_pair(
+    test: np.ndarray, template: np.ndarray, config: RegistrationConfig = RegistrationConfig()
+) -> AlignedPair:
+    """Binarise both images, register them and bring the template (grey and binary) onto the test."""
+    test_bin, template_bin = binarise(test), binarise(template)
+    reg = register(test, template, config, test_bin, template_bin)
+    h, w = test.shape
+    template_aligned = warp_template(template, reg.matrix, (w, h))
+    if reg.whole_pixel_shift:
+        template_bin_aligned = warp_template(template_bin, reg.matrix, (w, h))
+    else:
+        template_bin_aligned = binarise(template_aligned)
+    return AlignedPair(reg, test_bin, template_aligned, template_bin_aligned, valid_mask(reg.matrix, (w, h)))
+
+
 def phase_correlate(reference: np.ndarray, moved: np.ndarray, max_shift: float) -> tuple[float, float]:
     """Shift (dx, dy) with moved(x) ~ reference(x - d), searched only within |d| <= max_shift (sub-pixel)."""
     return phase_correlation_peaks(reference, moved, max_shift, 1)[0]

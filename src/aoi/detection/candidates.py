@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from aoi.detection.topology import connectivity_changes
+from aoi.detection.topology import ConnectivityChange, connectivity_changes
 from aoi.schema import DefectType
 
 CROP_PX = 48  # classifier input side
@@ -103,21 +103,19 @@ def find_candidates(
     config: CandidateConfig = CandidateConfig(),
 ) -> Candidates:
     diff = difference_mask(test_bin, template_bin, valid, config.tolerance_px, config.tolerance_metric)
-    topo_kind = np.zeros_like(diff)  # 1 on connectivity-change pixels
-    changes: list = []
-    topo_pixels = topo_kind
+    changes: list[ConnectivityChange] = []
+    topo_pixels = np.zeros_like(diff)  # 1 on connectivity-change pixels
     if config.topology:
         copper = (lambda b: 1 - b) if config.copper_dark else (lambda b: b)
         changes, topo_pixels = connectivity_changes(
             copper(test_bin), copper(template_bin), valid, config.topology_min_overlap_px
         )
-        topo_kind = topo_pixels
         # A change the tolerance band hid entirely (a hairline cut, a one-pixel bridge) becomes a
         # candidate of its own; one already covered keeps the candidate the classifier was trained on.
-        uncovered = (topo_kind > 0) & (cv2.dilate(diff, np.ones((3, 3), np.uint8)) == 0)
+        uncovered = (topo_pixels > 0) & (cv2.dilate(diff, np.ones((3, 3), np.uint8)) == 0)
         if uncovered.any():
-            n_c, lab_c = cv2.connectedComponents((topo_kind > 0).astype(np.uint8), connectivity=8)
-            hidden = np.setdiff1d(np.unique(lab_c[uncovered]), np.unique(lab_c[(topo_kind > 0) & ~uncovered]))
+            _, lab_c = cv2.connectedComponents(topo_pixels, connectivity=8)
+            hidden = np.setdiff1d(np.unique(lab_c[uncovered]), np.unique(lab_c[(topo_pixels > 0) & ~uncovered]))
             diff = cv2.bitwise_or(diff, np.isin(lab_c, hidden[hidden > 0]).astype(np.uint8))
     if not diff.any():
         return _empty()
@@ -131,14 +129,12 @@ def find_candidates(
     forced_code = np.zeros(n, np.int8)
     if config.gross_area_px > 0:
         forced_code[member_counts >= config.gross_area_px] = ForcedBy.GROSS
-    if config.topology:  # each change forces the one candidate holding most of it; it outranks size
-        for ch in changes:
-            x1, y1, x2, y2 = ch.box_xyxy
-            local = labels[y1:y2, x1:x2][topo_pixels[y1:y2, x1:x2] > 0]
-            local = local[local > 0]
-            if local.size:
-                code = ForcedBy.OPEN if ch.kind is DefectType.OPEN else ForcedBy.SHORT
-                forced_code[np.bincount(local).argmax()] = code
+    for ch in changes:  # each change forces the one candidate holding most of it; it outranks size
+        x1, y1, x2, y2 = ch.box_xyxy
+        local = labels[y1:y2, x1:x2][topo_pixels[y1:y2, x1:x2] > 0]
+        local = local[local > 0]
+        if local.size:
+            forced_code[np.bincount(local).argmax()] = ForcedBy.OPEN if ch.kind is DefectType.OPEN else ForcedBy.SHORT
     forced_code[0] = ForcedBy.NONE
     keep = np.flatnonzero((member_counts[1:] >= config.min_area_px) | (forced_code[1:] != ForcedBy.NONE)) + 1
     if len(keep) == 0:

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from aoi.data.images import validate_image
 from aoi.detection.bundle import BundleMeta, ModelBundle
 from aoi.detection.candidates import CandidateConfig, Candidates, ForcedBy, find_candidates
-from aoi.registration import Registration, RegistrationConfig, binarise, register, valid_mask, warp_template
+from aoi.registration import Registration, RegistrationConfig, align_pair
 from aoi.schema import Defect, DefectType, InspectionResult, Verdict
 from aoi.verdict import VerdictRules
 
@@ -37,20 +37,11 @@ def analyse_pair(
     candidate_config: CandidateConfig = CandidateConfig(),
 ) -> AnalysedPair:
     t0 = time.perf_counter()
-    test_bin = binarise(test)
-    template_bin = binarise(template)
-    reg = register(test, template, registration_config, test_bin, template_bin)
-    h, w = test.shape
-    template_aligned = warp_template(template, reg.matrix, (w, h))
-    if reg.whole_pixel_shift:
-        template_bin_aligned = warp_template(template_bin, reg.matrix, (w, h))
-    else:
-        template_bin_aligned = binarise(template_aligned)
-    valid = valid_mask(reg.matrix, (w, h))
+    a = align_pair(test, template, registration_config)
     t1 = time.perf_counter()
-    cands = find_candidates(test, template_aligned, test_bin, template_bin_aligned, valid, candidate_config)
+    cands = find_candidates(test, a.template_aligned, a.test_bin, a.template_bin_aligned, a.valid, candidate_config)
     t2 = time.perf_counter()
-    return AnalysedPair(reg, cands, {"register": (t1 - t0) * 1e3, "candidates": (t2 - t1) * 1e3})
+    return AnalysedPair(a.registration, cands, {"register": (t1 - t0) * 1e3, "candidates": (t2 - t1) * 1e3})
 
 
 def decode_boxes(windows_xyxy: np.ndarray, box_out: np.ndarray) -> np.ndarray:

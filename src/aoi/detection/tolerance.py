@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from aoi.detection.candidates import DISTANCE_METRICS, difference_mask
-from aoi.registration import RegistrationConfig, binarise, register, valid_mask, warp_template
+from aoi.registration import RegistrationConfig, align_pair
 from aoi.schema import BoxXYXY, InspectionInputError
 
 
@@ -45,13 +45,8 @@ def learn_capture_tolerance(
     distances: list[np.ndarray] = []
     prepared = []
     for test, template, excluded in pairs:
-        tb, gb = binarise(test), binarise(template)
-        reg = register(test, template, registration, tb, gb)
-        h, w = test.shape
-        gba = warp_template(gb, reg.matrix, (w, h)) if reg.whole_pixel_shift else binarise(
-            warp_template(template, reg.matrix, (w, h))
-        )
-        valid = valid_mask(reg.matrix, (w, h)).copy()
+        aligned = align_pair(test, template, registration)
+        tb, gba, valid = aligned.test_bin, aligned.template_bin_aligned, aligned.valid.copy()
         for x1, y1, x2, y2 in excluded:
             valid[max(int(y1), 0) : int(np.ceil(y2)), max(int(x1), 0) : int(np.ceil(x2))] = 0
         inside = cv2.distanceTransform(gba, kind, mask_size)
