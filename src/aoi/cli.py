@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates."
 )
 err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
 
 
 @app.callback()
@@ -53,6 +55,13 @@ def train(
     fmt: Annotated[str | None, typer.Option("--format", help="deeppcb | yolo | coco (default: the recipe's).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Override the recipe's epoch count.")] = None,
     max_pairs: Annotated[int | None, typer.Option("--max-pairs", help="Use only the first N training pairs.")] = None,
+    operating_point_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--operating-point-from",
+            help="cv.json of `aoi cv` with this recipe: train on every group and take the folds' threshold.",
+        ),
+    ] = None,
 ) -> None:
     """Train the candidate classifier and write a model bundle (ONNX + metadata). Resumable: rerun to continue."""
     from dataclasses import replace
@@ -61,6 +70,7 @@ def train(
 
     try:
         from aoi.training.recipe import TrainRecipe
+        from aoi.training.trainer import OperatingPoint
         from aoi.training.trainer import train as run_training
     except ImportError as exc:
         err.print(f"[red]training needs the 'train' extra (pip install 'aoi[train]'): {exc}")
@@ -71,20 +81,79 @@ def train(
             r = replace(r, dataset_format=fmt)
         if epochs is not None:
             r = replace(r, epochs=epochs)
+        point = None
+        if operating_point_from is not None:
+            point = _operating_point_of(operating_point_from, OperatingPoint)
         with _progress() as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def progress(task: str, advance: int, total: int) -> None:
-                if task not in tasks:
-                    tasks[task] = bar.add_task(task, total=total)
-                bar.update(tasks[task], advance=advance)
-
-            bundle = run_training(r, dataset, out, progress=progress, log=bar.console.print, max_train_pairs=max_pairs)
+            bundle = run_training(
+                r,
+                dataset,
+                out,
+                progress=_task_updater(bar),
+                log=bar.console.print,
+                max_train_pairs=max_pairs,
+                operating_point=point,
+            )
     except InspectionInputError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     err.print(f"bundle written to {bundle.path} (threshold {bundle.meta.threshold})")
     print(json.dumps({"bundle": str(bundle.path), "threshold": bundle.meta.threshold, **bundle.meta.metrics}))
+
+
+def _task_updater(bar: Progress) -> Callable[[str, int, int], None]:
+    tasks: dict[str, TaskID] = {}
+
+    def progress(task: str, advance: int, total: int) -> None:
+        if task not in tasks:
+            tasks[task] = bar.add_task(task, total=total)
+        bar.update(tasks[task], advance=advance)
+
+    return progress
+
+
+def _operating_point_of(path: Path, kind: type[T]) -> T:
+    from aoi.schema import InspectionInputError
+
+    try:
+        return kind(**json.loads(path.read_text())["operating_point"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InspectionInputError(f"{path}: not a cv.json with an operating_point ({exc})") from exc
+
+
+@app.command()
+def cv(
+    dataset: Annotated[Path, typer.Argument(help="Dataset root with several groups (DeepPCB layout, YOLO, COCO).")],
+    out: Annotated[Path, typer.Option("--out", help="One folder per fold, and cv.json.")] = Path("runs/cv"),
+    recipe: Annotated[Path, typer.Option("--recipe", help="Recipe JSON to cross-validate.")] = Path(
+        "recipes/default.json"
+    ),
+    only: Annotated[str | None, typer.Option("--only", help="Comma-separated groups: run just these folds.")] = None,
+) -> None:
+    """Leave-one-group-out: train without each group, score it; thresholds chosen inside the training groups.
+    Resumable per fold. Last line: JSON with the per-group table and the operating point the folds choose."""
+    from aoi.schema import InspectionInputError
+
+    try:
+        from aoi.training.cv import cross_validate
+        from aoi.training.recipe import TrainRecipe
+    except ImportError as exc:
+        err.print(f"[red]cross-validation needs the 'train' extra (pip install 'aoi[train]'): {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        r = TrainRecipe.load(recipe)
+        wanted = tuple(g for g in (only or "").split(",") if g)
+        with _progress() as bar:
+            summary = cross_validate(r, dataset, out, only=wanted, log=bar.console.print, progress=_task_updater(bar))
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for row in summary["folds"]:
+        err.print(
+            f"{row['group']:>12}  mAP33 {row['map33']:.4f}  DeepPCB AP {row['deeppcb_map']:.4f}  "
+            f"F {row['f_score']:.4f}  (thr {row['threshold']}, calibrated on {row['calibrated_on']})"
+        )
+    print(json.dumps(summary))
 
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"

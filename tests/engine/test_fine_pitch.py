@@ -218,3 +218,52 @@ def test_tolerance_cli_learns_from_good_captures_and_refuses_bad_input(tmp_path:
         app, ["tolerance", str(tmp_path / "good.png"), "-t", str(tmp_path / "temp.png"), "--metric", "manhattan"]
     )
     assert wrong_metric.exit_code == 2
+
+
+def test_subpixel_registration_leaves_no_residue_on_a_shifted_fine_pitch_capture():
+    """A substrate capture shifted by a fraction of a pixel and rotated 0.15 degrees: whole-pixel
+    registration leaves a half-pixel residue along every 3-6 px line, which a 1 px band reports as
+    defects; the sub-pixel fit recovers the shift and leaves nothing."""
+    from aoi.data.substrate import generate_design
+    from aoi.data.synthetic import perturb, render_mask
+    from aoi.registration import RegistrationConfig
+
+    design = generate_design(np.random.default_rng(21))
+    template = render_mask(design.copper)
+    blurred = cv2.GaussianBlur(template, (0, 0), 0.6)
+    test, _ = perturb(blurred, (), (1.45, -2.5), 0.15, 1.0, 2.0, np.random.default_rng(1))
+    band = CandidateConfig(tolerance_px=1.0, tolerance_metric="euclidean", topology=True, min_area_px=1)
+
+    fine = analyse_pair(test, template, RegistrationConfig(subpixel=True), band)
+    centre = np.array([(template.shape[1] - 1) / 2, (template.shape[0] - 1) / 2, 1.0])
+    # the capture's centre lies at the template's centre minus the shift (rotation is about the centre)
+    assert fine.registration.matrix @ centre == pytest.approx(centre[:2] - (1.45, -2.5), abs=0.15)
+    assert fine.registration.rotation_deg == pytest.approx(0.15, abs=0.05)
+    assert len(fine.candidates.boxes_xyxy) == 0
+    whole = analyse_pair(test, template, RegistrationConfig(subpixel=False), band)
+    assert len(whole.candidates.boxes_xyxy) > 10
+
+
+def test_fine_pitch_setup_learnt_from_good_captures_sees_shallow_defects_and_forces_nothing_on_clean_ones():
+    """A bite or a pin-hole of a pixel or two on 3-6 px lines: the grey-level check (template blurred
+    like the optics, threshold above what the good captures make) sees what binarisation loses."""
+    from aoi.data.substrate import capture, generate_design
+    from aoi.detection.tolerance import learn_fine_pitch_setup
+
+    rng = np.random.default_rng(8)
+    design = generate_design(rng)
+    good = [capture(design, rng, None, shifted=i % 2 == 1) for i in range(3)]
+    setup = learn_fine_pitch_setup([(g.test, g.template, ()) for g in good], CandidateConfig(group_px=1))
+    assert setup.registration.subpixel and setup.candidates.topology
+    assert setup.candidates.tolerance_px <= 1.0 and setup.candidates.tolerance_metric == "euclidean"
+    assert 0.2 <= setup.candidates.grey_threshold < 0.5 and 0.3 <= setup.candidates.template_blur_px <= 0.9
+    for k in range(6):
+        shifted = k % 2 == 1
+        clean = capture(design, rng, None, shifted=shifted)
+        residue = analyse_pair(clean.test, clean.template, setup.registration, setup.candidates).candidates
+        assert len(residue.boxes_xyxy) <= 2 and not residue.forced.any()
+        for kind in (DefectType.MOUSEBITE, DefectType.PIN_HOLE, DefectType.SPUR):
+            cap = capture(design, rng, kind, shifted=shifted)
+            found = analyse_pair(cap.test, cap.template, setup.registration, setup.candidates).candidates.boxes_xyxy
+            x1, y1, x2, y2 = cap.labels[0].box_px
+            assert _covers(found, (x1 + x2) / 2, (y1 + y2) / 2, slack=4), (kind, k)

@@ -39,6 +39,11 @@ class CandidateConfig:
     thin_group_px: int = 0  # thin, line-like pieces (a scratch cut by copper edges) group this far (0: off)
     thin_width_px: float = 3.5  # mean width (area / extent) at or under which a piece counts as thin
     max_candidates: int = 256
+    # Grey-level check (fine-pitch setups; 0: off): a pixel also disagrees when |test - template| (the
+    # template blurred like the capture's optics, the difference smoothed) exceeds this fraction of the
+    # copper/substrate contrast. It sees bites and pin-holes too small to survive binarisation.
+    grey_threshold: float = 0.0
+    template_blur_px: float = 0.0  # Gaussian sigma that makes the template look like a capture
     context_px: int = 24  # window = candidate extent + 2 * context, at least `min_window_px`
     min_window_px: int = 64
 
@@ -94,6 +99,24 @@ def difference_mask(
     return cv2.bitwise_and((missing | extra).astype(np.uint8), valid)
 
 
+GREY_SMOOTHING_PX = 0.7  # Gaussian sigma over the grey difference: sensor noise averages out, a defect does not
+
+
+def grey_residual(
+    test: np.ndarray, template: np.ndarray, test_bin: np.ndarray, valid: np.ndarray, template_blur_px: float
+) -> np.ndarray:
+    """|test - template| per pixel, smoothed, as a fraction of the capture's copper/substrate contrast.
+    Pixels outside `valid` (where the warped template has no data) count as agreeing, so the smoothing
+    never carries the border's disagreement inside."""
+    t = test.astype(np.float32)
+    g = template.astype(np.float32)
+    blurred = cv2.GaussianBlur(g, (0, 0), template_blur_px) if template_blur_px > 0 else g
+    diff = cv2.GaussianBlur(cv2.absdiff(t, blurred) * valid.astype(np.float32), (0, 0), GREY_SMOOTHING_PX)
+    bright = cv2.mean(t, mask=test_bin)[0]
+    dark = cv2.mean(t, mask=1 - test_bin)[0]
+    return diff * np.float32(1.0 / max(abs(bright - dark), 1.0))
+
+
 def find_candidates(
     test: np.ndarray,
     template_aligned: np.ndarray,
@@ -103,6 +126,9 @@ def find_candidates(
     config: CandidateConfig = CandidateConfig(),
 ) -> Candidates:
     diff = difference_mask(test_bin, template_bin, valid, config.tolerance_px, config.tolerance_metric)
+    if config.grey_threshold > 0:
+        grey = grey_residual(test, template_aligned, test_bin, valid, config.template_blur_px)
+        diff = cv2.bitwise_or(diff, cv2.bitwise_and((grey > config.grey_threshold).astype(np.uint8), valid))
     changes: list[ConnectivityChange] = []
     topo_pixels = np.zeros_like(diff)  # 1 on connectivity-change pixels
     if config.topology:

@@ -195,13 +195,14 @@ class Inspector:
         template: np.ndarray,
         score_floor: float | None = None,
         candidates: CandidateConfig | None = None,
+        registration: RegistrationConfig | None = None,
     ) -> tuple[list[Defect], AnalysedPair, float]:
         """All detections above `score_floor` (default: the bundle's floor), with the analysis and model ms.
 
-        `candidates` overrides the bundle's candidate settings for one capture setup (its learnt edge
-        band, connectivity check, gross size): a product's, not the model's."""
+        `candidates` and `registration` override the bundle's settings for one capture setup (its learnt
+        edge band, connectivity check, gross size, sub-pixel fit): a product's, not the model's."""
         meta = self.bundle.meta
-        analysed = analyse_pair(test, template, meta.registration, candidates or meta.candidates)
+        analysed = analyse_pair(test, template, registration or meta.registration, candidates or meta.candidates)
         cands = analysed.candidates
         t0 = time.perf_counter()
         if len(cands.crops) == 0:

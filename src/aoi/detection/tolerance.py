@@ -12,12 +12,12 @@ do; twice that is the size at which a disagreement is always reported (`gross_ar
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from aoi.detection.candidates import DISTANCE_METRICS, difference_mask
+from aoi.detection.candidates import DISTANCE_METRICS, CandidateConfig, difference_mask, grey_residual
 from aoi.registration import RegistrationConfig, align_pair
 from aoi.schema import BoxXYXY, InspectionInputError
 
@@ -67,3 +67,64 @@ def learn_capture_tolerance(
             _, _, stats, _ = cv2.connectedComponentsWithStats(diff, connectivity=8)
             largest = max(largest, int(stats[1:, cv2.CC_STAT_AREA].max()))
     return CaptureTolerance(band, max(min_gross_area_px, 2 * largest), len(prepared), int(flat.size))
+
+
+@dataclass(frozen=True)
+class CaptureSetup:
+    """Registration and candidate settings of one product's capture, learnt from its good captures."""
+
+    registration: RegistrationConfig
+    candidates: CandidateConfig
+    tolerance: CaptureTolerance
+
+
+FINE_PITCH_REGISTRATION = RegistrationConfig(subpixel=True)
+
+
+BLUR_GRID_PX = (0.0, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3)  # template blurs tried to match a capture's optics
+GREY_MARGIN = 1.25  # the grey threshold sits this far above the largest residual good captures make
+MIN_GREY_THRESHOLD = 0.2  # never closer to the noise than a fifth of the contrast
+
+
+def optics_blur_px(test: np.ndarray, template_aligned: np.ndarray, valid: np.ndarray) -> float:
+    """The Gaussian sigma that makes the (sharp) template look most like this capture."""
+    t = test.astype(np.float32)
+    g = template_aligned.astype(np.float32)
+    errors = [
+        cv2.mean(cv2.absdiff(t, cv2.GaussianBlur(g, (0, 0), s) if s > 0 else g), mask=valid)[0] for s in BLUR_GRID_PX
+    ]
+    return BLUR_GRID_PX[int(np.argmin(errors))]
+
+
+def learn_fine_pitch_setup(
+    good_pairs: Iterable[tuple[np.ndarray, np.ndarray, Sequence[BoxXYXY]]], base: CandidateConfig
+) -> CaptureSetup:
+    """A fine-pitch capture (3-6 px line/space): sub-pixel registration, the learnt Euclidean band and
+    gross size, the connectivity check, no minimum size (a one-pixel residue of a bite counts; the
+    classifier judges it), and the grey-level check: the template blurred like the optics, and a
+    threshold above the largest grey residual the good captures make."""
+    pairs = [(test, template, tuple(boxes)) for test, template, boxes in good_pairs]
+    learnt = learn_capture_tolerance(pairs, registration=FINE_PITCH_REGISTRATION)
+    aligned = []
+    for test, template, boxes in pairs:
+        a = align_pair(test, template, FINE_PITCH_REGISTRATION)
+        valid = a.valid.copy()
+        for x1, y1, x2, y2 in boxes:
+            valid[max(int(y1), 0) : int(np.ceil(y2)), max(int(x1), 0) : int(np.ceil(x2))] = 0
+        aligned.append((test, a, valid))
+    blur = float(np.median([optics_blur_px(test, a.template_aligned, valid) for test, a, valid in aligned]))
+    largest = max(
+        float(grey_residual(test, a.template_aligned, a.test_bin, a.valid, blur)[valid > 0].max(initial=0.0))
+        for test, a, valid in aligned
+    )
+    candidates = replace(
+        base,
+        tolerance_px=learnt.tolerance_px,
+        tolerance_metric="euclidean",
+        topology=True,
+        gross_area_px=learnt.gross_area_px,
+        min_area_px=1,
+        grey_threshold=round(max(MIN_GREY_THRESHOLD, GREY_MARGIN * largest), 3),
+        template_blur_px=blur,
+    )
+    return CaptureSetup(FINE_PITCH_REGISTRATION, candidates, learnt)

@@ -9,14 +9,13 @@ the false calls per board. Nothing here is tuned on the captures it scores.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from aoi.data.substrate import capture, generate_design
 from aoi.detection.inspector import Inspector
-from aoi.detection.tolerance import learn_capture_tolerance
+from aoi.detection.tolerance import learn_fine_pitch_setup
 from aoi.schema import DefectType
 
 GOOD_CAPTURES_FOR_LEARNING = 3
@@ -37,20 +36,13 @@ def run_substrate_bench(inspector: Inspector, designs: int, per_type: int, seed:
     for _ in range(designs):
         design = generate_design(rng)
         good = [capture(design, rng, None, shifted=i % 2 == 1) for i in range(GOOD_CAPTURES_FOR_LEARNING)]
-        learnt = learn_capture_tolerance([(g.test, g.template, ()) for g in good])
-        bands.append(learnt.tolerance_px)
-        config = replace(
-            inspector.meta.candidates,
-            tolerance_px=learnt.tolerance_px,
-            tolerance_metric="euclidean",
-            topology=True,
-            gross_area_px=learnt.gross_area_px,
-            min_area_px=2,
-        )
+        setup = learn_fine_pitch_setup([(g.test, g.template, ()) for g in good], inspector.meta.candidates)
+        bands.append(setup.tolerance.tolerance_px)
+        config, reg = setup.candidates, setup.registration
         for k in range(per_type):
             for kind in DefectType:
                 cap = capture(design, rng, kind, shifted=k % 2 == 1)
-                found_here = inspector.detect(cap.test, cap.template, candidates=config)[0]
+                found_here = inspector.detect(cap.test, cap.template, candidates=config, registration=reg)[0]
                 dets = [d for d in found_here if d.confidence >= cut]
                 for truth in cap.labels:
                     total[kind.value] += 1
@@ -58,9 +50,8 @@ def run_substrate_bench(inspector: Inspector, designs: int, per_type: int, seed:
                     found[kind.value] += bool(hits)
                     typed[kind.value] += any(d.type is kind for d in hits)
             clean_cap = capture(design, rng, None, shifted=k % 2 == 1)
-            false_calls += sum(
-                d.confidence >= cut for d in inspector.detect(clean_cap.test, clean_cap.template, candidates=config)[0]
-            )
+            clean_found = inspector.detect(clean_cap.test, clean_cap.template, candidates=config, registration=reg)[0]
+            false_calls += sum(d.confidence >= cut for d in clean_found)
             clean += 1
     all_found = sum(found.values()) / max(sum(total.values()), 1)
     return {

@@ -33,6 +33,8 @@ class TrainRecipe:
     scratch_merge_gap_px: float = -1.0  # touching scratch pieces reported as one (< 0: off)
     calibration_scratch_boards: int = 0  # synthetic boards for choosing the scratch guard (0: no guard)
     candidates: CandidateConfig = field(default_factory=CandidateConfig)  # used in training and serving
+    substrate_designs: int = 0  # synthetic fine-pitch substrate designs mixed into training (0: none)
+    substrate_captures_per_type: int = 6  # captures of each defect type (and clean ones) per design
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     workers: int = 2
 

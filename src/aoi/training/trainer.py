@@ -12,7 +12,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from aoi.schema import DefectType
 from aoi.training.network import CandidateNet
 from aoi.training.recipe import TrainRecipe
 from aoi.training.samples import AugmentConfig, SampleSet, build_samples
+from aoi.training.substrate_samples import build_substrate_samples
 
 Progress = Callable[[str, int, int], None]  # (task, advance, total)
 
@@ -71,6 +72,15 @@ def split_pairs(
     n_val = max(1, len(pairs) // 5) if len(pairs) > 1 else 0
     val_idx = set(order[:n_val])
     return [p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx]
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Serving settings chosen outside the training data: the cut and the scratch guard, with where from."""
+
+    threshold: float
+    scratch_guard: float
+    chosen_by: str
 
 
 def fingerprint(pairs: Sequence[AnnotatedPair]) -> str:
@@ -152,10 +162,21 @@ def train(
     progress: Progress | None = None,
     log: Callable[[str], None] = print,
     max_train_pairs: int | None = None,
+    exclude_groups: Sequence[str] = (),
+    operating_point: OperatingPoint | None = None,
 ) -> ModelBundle:
+    """Train a bundle. `exclude_groups` are never read (a cross-validation fold's scored group). With
+    `operating_point` (threshold and scratch guard chosen elsewhere, e.g. by `aoi cv`), every pair
+    trains and nothing is calibrated here."""
     classes = tuple(DefectType.parse(c) for c in recipe.classes)
     pairs = load_dataset(dataset_root, recipe.dataset_format, recipe.list_file)
-    train_pairs, val_pairs = split_pairs(pairs, recipe.validation_groups, recipe.seed)
+    pairs = [p for p in pairs if p.group not in set(exclude_groups)]
+    train_pairs: list[AnnotatedPair]
+    val_pairs: list[AnnotatedPair]
+    if operating_point is not None:
+        train_pairs, val_pairs = list(pairs), []
+    else:
+        train_pairs, val_pairs = split_pairs(pairs, recipe.validation_groups, recipe.seed)
     if max_train_pairs is not None:
         train_pairs = train_pairs[:max_train_pairs]
     if not train_pairs:
@@ -187,6 +208,23 @@ def train(
             progress=tick("train samples", len(train_pairs)),
         ),
     )
+    if recipe.substrate_designs > 0:
+        substrate_set = _cached_samples(
+            cache,
+            f"substrate-{recipe.substrate_designs}x{recipe.substrate_captures_per_type}-{recipe.seed}-"
+            + hashlib.sha256(json.dumps(asdict(recipe.candidates), sort_keys=True).encode()).hexdigest()[:12],
+            lambda: build_substrate_samples(
+                recipe.substrate_designs,
+                recipe.substrate_captures_per_type,
+                classes,
+                seed=recipe.seed,
+                base=recipe.candidates,
+                first_index=len(train_pairs),
+                workers=recipe.workers,
+                progress=tick("substrate samples", recipe.substrate_designs),
+            ),
+        )
+        train_set = SampleSet.concat([train_set, substrate_set])
     used = train_set.labels >= 0
     train_set = SampleSet(
         train_set.crops[used], train_set.labels[used], train_set.boxes[used], train_set.image_index[used]
@@ -221,8 +259,7 @@ def train(
     x_all = torch.from_numpy(train_set.crops)
     y_all = torch.from_numpy(train_set.labels)
     b_all = torch.from_numpy(train_set.boxes)
-    weights = torch.ones(len(classes) + 1)
-    ce = nn.CrossEntropyLoss(weight=weights, label_smoothing=0.02)
+    ce = nn.CrossEntropyLoss(label_smoothing=0.02)
     rng = np.random.default_rng(recipe.seed + 1)
     for _ in range(start_epoch):  # keep the shuffling stream identical when resuming
         rng.permutation(len(y_all))
@@ -285,9 +322,17 @@ def train(
             "train_pairs": len(train_pairs),
             "validation_pairs": len(val_pairs),
             "validation_groups": sorted({p.group for p in val_pairs}),
+            "excluded_groups": sorted(exclude_groups),
             "torch": torch.__version__,
         },
     )
+    if operating_point is not None:
+        meta = replace(
+            meta,
+            threshold=operating_point.threshold,
+            scratch_min_probability=operating_point.scratch_guard,
+            metrics={"operating_point": asdict(operating_point)},
+        )
     bundle = ModelBundle(bundle_dir, meta)
     bundle.save_meta()
     if val_pairs:
