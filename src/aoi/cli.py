@@ -81,9 +81,9 @@ def train(
             r = replace(r, dataset_format=fmt)
         if epochs is not None:
             r = replace(r, epochs=epochs)
-        point = None
+        point, evidence = None, None
         if operating_point_from is not None:
-            point = _operating_point_of(operating_point_from, OperatingPoint)
+            point, evidence = _operating_point_of(operating_point_from, OperatingPoint)
         with _progress() as bar:
             bundle = run_training(
                 r,
@@ -93,6 +93,7 @@ def train(
                 log=bar.console.print,
                 max_train_pairs=max_pairs,
                 operating_point=point,
+                evidence=evidence,
             )
     except InspectionInputError as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -112,11 +113,13 @@ def _task_updater(bar: Progress) -> Callable[[str, int, int], None]:
     return progress
 
 
-def _operating_point_of(path: Path, kind: type[T]) -> T:
+def _operating_point_of(path: Path, kind: type[T]) -> tuple[T, dict[str, object]]:
+    """The operating point of an `aoi cv` summary, and the summary as the evidence for it."""
     from aoi.schema import InspectionInputError
 
     try:
-        return kind(**json.loads(path.read_text())["operating_point"])
+        summary = json.loads(path.read_text())
+        return kind(**summary["operating_point"]), {"cross_validation": summary}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InspectionInputError(f"{path}: not a cv.json with an operating_point ({exc})") from exc
 
@@ -296,31 +299,52 @@ def tolerance(
     good: Annotated[list[Path], typer.Argument(help="Good captures (defect-free) of one design and capture setup.")],
     template: Annotated[Path, typer.Option("--template", "-t", help="The design's golden template.")],
     metric: Annotated[str, typer.Option("--metric", help="euclidean (sub-pixel) | chessboard.")] = "euclidean",
+    fine_pitch: Annotated[
+        bool,
+        typer.Option(
+            "--fine-pitch",
+            help="3-6 px line/space: also learn the sub-pixel registration, optics blur and grey-level threshold.",
+        ),
+    ] = False,
 ) -> None:
-    """Learn the edge band and gross-difference size from good captures. Prints the candidate settings as JSON."""
+    """Learn the edge band and gross-difference size from good captures. Prints the settings as JSON."""
     from aoi.data.images import read_image
-    from aoi.detection.tolerance import learn_capture_tolerance
+    from aoi.detection.candidates import CandidateConfig
+    from aoi.detection.tolerance import learn_capture_tolerance, learn_fine_pitch_setup
     from aoi.schema import InspectionInputError
 
     try:
         reference = read_image(template)
-        learnt = learn_capture_tolerance(((read_image(g), reference, ()) for g in good), metric=metric)
-    except InspectionInputError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    print(
-        json.dumps(
-            {
+        pairs = [(read_image(g), reference, ()) for g in good]
+        if fine_pitch:
+            setup = learn_fine_pitch_setup(pairs, CandidateConfig())
+            learnt = setup.tolerance
+            c = setup.candidates
+            settings: dict[str, object] = {
+                "registration": {"subpixel": setup.registration.subpixel},
+                "candidates": {
+                    "tolerance_px": c.tolerance_px,
+                    "tolerance_metric": c.tolerance_metric,
+                    "gross_area_px": c.gross_area_px,
+                    "topology": c.topology,
+                    "min_area_px": c.min_area_px,
+                    "grey_threshold": c.grey_threshold,
+                    "template_blur_px": c.template_blur_px,
+                },
+            }
+        else:
+            learnt = learn_capture_tolerance(pairs, metric=metric)
+            settings = {
                 "candidates": {
                     "tolerance_px": learnt.tolerance_px,
                     "tolerance_metric": metric,
                     "gross_area_px": learnt.gross_area_px,
-                },
-                "good_captures": learnt.pairs,
-                "edge_pixels": learnt.edge_pixels,
+                }
             }
-        )
-    )
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    print(json.dumps({**settings, "good_captures": learnt.pairs, "edge_pixels": learnt.edge_pixels}))
 
 
 def _register_service_commands() -> None:

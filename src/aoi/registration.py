@@ -59,6 +59,9 @@ class RegistrationConfig:
     subpixel_scale: int = 2
 
 
+SUBPIXEL_RESIDUAL_SLACK = 0.002
+
+
 def binarise(image: np.ndarray) -> np.ndarray:
     """Otsu threshold after a light blur: robust to brightness changes and sensor noise. Returns 0/1 uint8."""
     blurred = cv2.GaussianBlur(image, (3, 3), 0)
@@ -167,7 +170,9 @@ def register(
         fine = _refine_grey(test, template, matrix, config.subpixel_scale)
         if fine is not None:
             residual_fine = _residual(tb, binarise(warp_template(template, fine, size_wh)), valid_mask(fine, size_wh))
-            if residual_fine <= residual:
+            # The binarised residual ignores 1 px edge disagreement, so it barely tells a half-pixel fit
+            # from the whole-pixel one: the fit is kept unless it makes the pair clearly worse.
+            if residual_fine <= residual + SUBPIXEL_RESIDUAL_SLACK:
                 matrix, residual, refined = fine, residual_fine, True
                 angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
                 inv = cv2.invertAffineTransform(matrix)

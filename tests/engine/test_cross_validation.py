@@ -86,12 +86,17 @@ def test_cv_refuses_unknown_groups_and_missing_recipes(three_groups: Path, tmp_p
 
 def test_train_with_an_operating_point_uses_every_group_and_its_threshold(three_groups: Path, tmp_path: Path):
     point = OperatingPoint(threshold=0.42, scratch_guard=0.7, chosen_by="test")
+    folds = [{"group": "group80000", "pairs": 6, "map33": 0.9, "deeppcb_map": 0.9, "f_score": 0.8, "precision": 0.8,
+              "recall": 0.8, "threshold": 0.42}]  # fmt: skip
+    evidence = {"cross_validation": {"folds": folds, "mean_map33": 0.9, "worst_map33": 0.9}}
     bundle = train(_recipe(validation_groups=("group82000",)), three_groups, tmp_path, log=lambda _m: None,
-                   operating_point=point)  # fmt: skip
+                   operating_point=point, evidence=evidence)  # fmt: skip
     assert bundle.meta.threshold == 0.42 and bundle.meta.scratch_min_probability == 0.7
     assert bundle.meta.training["train_pairs"] == sum(GROUP_SIZES.values())
     assert bundle.meta.training["validation_pairs"] == 0
     assert bundle.meta.metrics["operating_point"]["chosen_by"] == "test"
+    card = (bundle.path / "MODEL_CARD.md").read_text()
+    assert "chosen by: test" in card and "| group80000 | 6 | 0.9 |" in card
 
 
 def test_train_cli_refuses_a_file_without_an_operating_point(three_groups: Path, tmp_path: Path):

@@ -218,6 +218,13 @@ def test_tolerance_cli_learns_from_good_captures_and_refuses_bad_input(tmp_path:
         app, ["tolerance", str(tmp_path / "good.png"), "-t", str(tmp_path / "temp.png"), "--metric", "manhattan"]
     )
     assert wrong_metric.exit_code == 2
+    fine = CliRunner().invoke(
+        app, ["tolerance", str(tmp_path / "good.png"), "-t", str(tmp_path / "temp.png"), "--fine-pitch"]
+    )
+    assert fine.exit_code == 0, fine.output
+    setup = json.loads(fine.stdout.strip().splitlines()[-1])
+    assert setup["registration"] == {"subpixel": True}
+    assert setup["candidates"]["topology"] is True and setup["candidates"]["grey_threshold"] >= 0.2
 
 
 def test_subpixel_registration_leaves_no_residue_on_a_shifted_fine_pitch_capture():

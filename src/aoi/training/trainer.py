@@ -164,10 +164,12 @@ def train(
     max_train_pairs: int | None = None,
     exclude_groups: Sequence[str] = (),
     operating_point: OperatingPoint | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> ModelBundle:
     """Train a bundle. `exclude_groups` are never read (a cross-validation fold's scored group). With
     `operating_point` (threshold and scratch guard chosen elsewhere, e.g. by `aoi cv`), every pair
-    trains and nothing is calibrated here."""
+    trains and nothing is calibrated here; `evidence` (e.g. the cross-validation summary that chose it)
+    is recorded in the bundle's metrics and model card."""
     classes = tuple(DefectType.parse(c) for c in recipe.classes)
     pairs = load_dataset(dataset_root, recipe.dataset_format, recipe.list_file)
     pairs = [p for p in pairs if p.group not in set(exclude_groups)]
@@ -331,7 +333,7 @@ def train(
             meta,
             threshold=operating_point.threshold,
             scratch_min_probability=operating_point.scratch_guard,
-            metrics={"operating_point": asdict(operating_point)},
+            metrics={"operating_point": asdict(operating_point), **(evidence or {})},
         )
     bundle = ModelBundle(bundle_dir, meta)
     bundle.save_meta()
@@ -379,11 +381,35 @@ def write_model_card(bundle: ModelBundle) -> Path:
             f"- mAP@0.33 {v.get('map33')}, mAP@0.5 {v.get('map50')}",
             f"- AP@0.33 per class: {json.dumps(v.get('ap33', {}))}",
         ]
+    point = meta.metrics.get("operating_point")
+    if point:
+        lines.append(f"- Threshold and scratch guard chosen by: {point.get('chosen_by')}")
+    cv = meta.metrics.get("cross_validation")
+    if cv:
+        lines += [
+            "",
+            "## Leave-one-group-out cross-validation of this recipe (`aoi cv`)",
+            "Each row: a model trained without the group, its threshold chosen on another training group,",
+            "scored on the group at that threshold.",
+            "",
+            "| group | pairs | mAP@0.33 | DeepPCB AP | F | precision | recall | threshold |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['group']} | {r['pairs']} | {r['map33']} | {r['deeppcb_map']} | {r['f_score']} | "
+            f"{r['precision']} | {r['recall']} | {r['threshold']} |"
+            for r in cv.get("folds", [])
+        ]
+        lines.append(
+            f"| mean (worst) | | {cv.get('mean_map33')} ({cv.get('worst_map33')}) | {cv.get('mean_deeppcb_map')} | "
+            f"{cv.get('mean_f_score')} ({cv.get('worst_f_score')}) | | | |"
+        )
     if "scratch_calibration" in meta.metrics:
         lines.append(f"- Scratch on synthetic calibration boards: {json.dumps(meta.metrics['scratch_calibration'])}")
     lines += [
         "",
-        "Reproduce: `aoi train ../shared/datasets/deeppcb/PCBData --recipe recipes/default.json --out runs/default`.",
+        "Reproduce: `aoi cv ../shared/datasets/deeppcb/PCBData --out runs/cv`, then `aoi train "
+        "../shared/datasets/deeppcb/PCBData --out runs/default --operating-point-from runs/cv/cv.json`.",
         "",
     ]
     path = bundle.path / "MODEL_CARD.md"
