@@ -278,18 +278,21 @@ def bench(
             "--substrate-designs", help="Synthetic fine-pitch substrate designs for found-rate per type (0: skip)."
         ),
     ] = 0,
+    substrate_per_type: Annotated[
+        int, typer.Option("--substrate-per-type", min=1, help="Captures of each defect type per substrate design.")
+    ] = 4,
 ) -> None:
     """Accuracy, per-stage ms, images/s and peak memory on the CPU, plus the robustness sweep. Last line: JSON."""
     from aoi.evaluation.bench import run_bench
 
-    report = run_bench(root, list_file, groups, model, workers, sweep, scratch_boards, limit, err)
     if substrate_designs < 0:
         raise typer.BadParameter("--substrate-designs must be >= 0")
+    report = run_bench(root, list_file, groups, model, workers, sweep, scratch_boards, limit, err)
     if substrate_designs:
         from aoi.detection.inspector import Inspector
         from aoi.evaluation.substrate_bench import run_substrate_bench
 
-        report["substrate"] = run_substrate_bench(Inspector.load(model), substrate_designs, per_type=4)
+        report["substrate"] = run_substrate_bench(Inspector.load(model), substrate_designs, per_type=substrate_per_type)
         err.print(f"fine-pitch substrate: {report['substrate']}")
     print(json.dumps(report))
 

@@ -169,10 +169,15 @@ def test_bench_cli_reports_stages_and_sweep(synthetic_root: Path, tiny_bundle: P
     )
     assert res.exit_code == 0, res.output
     report = _last_json(res.stdout)
-    assert report["pairs"] == 6
+    assert report["pairs"] == 6 and report["groups"] == ["group91000"]
+    assert report["groups_seen_in_training"] is False  # the tiny model held group91000 out
     assert {"decode", "register", "candidates", "classify"} <= set(report["throughput"]["stage_ms_mean_per_pair"])
     assert len(report["robustness"]) == 7 and report["peak_rss_mb"] > 0
     assert report["scratch_synthetic"]["boards"] == 4
+    seen = runner.invoke(app, ["bench", str(synthetic_root), "--list", "list.txt", "--model", str(tiny_bundle),
+                               "--groups", "group90000", "--no-sweep", "--scratch-boards", "0"])  # fmt: skip
+    assert seen.exit_code == 0 and _last_json(seen.stdout)["groups_seen_in_training"] is True
+    assert "trained on" in seen.output
 
 
 def test_training_resumes_from_checkpoint(synthetic_root: Path, tmp_path: Path):

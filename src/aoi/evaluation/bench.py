@@ -134,6 +134,12 @@ def run_bench(
     pairs = read_deeppcb(root, list_file)
     if wanted:
         pairs = [p for p in pairs if p.group in set(wanted)]
+    trained_on = set(inspector.meta.training.get("train_groups", [])) & {p.group for p in pairs}
+    if not wanted or trained_on:
+        console.print(
+            "[yellow]note:[/yellow] scoring groups the model trained on: a speed and regression figure, "
+            "not an accuracy one (held-out accuracy: aoi cv, or --groups with a fold's model)"
+        )
     if limit:
         pairs = pairs[:limit]
     console.print(
@@ -151,6 +157,8 @@ def run_bench(
         "machine": f"{platform.machine()} cpus={len(os.sched_getaffinity(0))}",
         "model": inspector.model_version,
         "pairs": len(pairs),
+        "groups": sorted({p.group for p in pairs}),
+        "groups_seen_in_training": bool(not wanted or trained_on),
         "failed": len(outcomes) - len(ok),
         "accuracy": accuracy,
         "throughput": {

@@ -324,6 +324,7 @@ def train(
             "train_pairs": len(train_pairs),
             "validation_pairs": len(val_pairs),
             "validation_groups": sorted({p.group for p in val_pairs}),
+            "train_groups": sorted({p.group for p in train_pairs}),
             "excluded_groups": sorted(exclude_groups),
             "torch": torch.__version__,
         },
