@@ -16,7 +16,7 @@ import cv2
 from aoi.data.images import ImageError, read_image
 from aoi.detection.inspector import Inspector
 from aoi.detection.overlay import render_overlay
-from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult
+from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -77,7 +77,7 @@ def run_batch(
     jobs: Sequence[PairJob],
     out_dir: Path | None,
     *,
-    px_per_mm: float = 48.0,
+    px_per_mm: float = DEFAULT_PX_PER_MM,
     rules: VerdictRules | None = None,
     threshold: float | None = None,
     workers: int = 2,

@@ -19,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from aoi.schema import DEFAULT_PX_PER_MM
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates."
 )
@@ -182,7 +184,7 @@ def inspect(
     model: Annotated[
         Path | None, typer.Option("--model", help="Model bundle folder (default: the bundled model).")
     ] = None,
-    px_per_mm: Annotated[float, typer.Option("--px-per-mm", help="Calibration for box_mm.")] = 48.0,
+    px_per_mm: Annotated[float, typer.Option("--px-per-mm", help="Calibration for box_mm.")] = DEFAULT_PX_PER_MM,
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="Confidence cut (default: the bundle's calibrated one).")
     ] = None,

@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+# DeepPCB's imaging scale (about 48 px per mm): the scale a product or a call gets when it names none.
+# A product's own px_per_mm (its recipe) always wins; nothing else in the code assumes this number.
+DEFAULT_PX_PER_MM = 48.0
 
 class InspectionInputError(ValueError):
     """Base of every error caused by bad input (image, template, dataset, record): a 4xx, never a crash."""

@@ -26,7 +26,7 @@ from aoi.pipeline import (
     UnknownProductError,
     VideoSource,
 )
-from aoi.schema import InspectionFailure, InspectionResult
+from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionResult
 from aoi.storage import Storage
 from aoi.storage.products import ProductRepository
 from aoi.storage.recorder import DatabaseSink
@@ -119,7 +119,8 @@ def ensure_demo_product(storage: Storage) -> None:
     template = generate_template(np.random.default_rng(0))
     ok, encoded = cv2.imencode(".png", template)
     if ok:
-        ProductService(storage).create(DEMO_PRODUCT, 48.0, None, Upload(encoded.tobytes(), "demo-template.png"))
+        upload = Upload(encoded.tobytes(), "demo-template.png")
+        ProductService(storage).create(DEMO_PRODUCT, DEFAULT_PX_PER_MM, None, upload)
 
 
 def build_line(svc: Services, options: LineOptions, inspector: Any) -> ServiceLine:

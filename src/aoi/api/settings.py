@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from aoi.schema import DEFAULT_PX_PER_MM
+
 DEFAULT_DATA_DIR = Path("aoi-data")
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # a 16k x 16k PNG panel plus its template fits
 
@@ -25,7 +27,7 @@ class ServiceSettings:
     database_url: str | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     model_bundle: Path | None = None
-    default_px_per_mm: float = 48.0
+    default_px_per_mm: float = DEFAULT_PX_PER_MM
     panel_tile_px: int = 2048
     panel_overlap_px: int = 96
     serve_dashboard: bool = True

@@ -24,9 +24,9 @@ import numpy as np
 from aoi.data.annotations import LabeledBox
 from aoi.data.deeppcb import format_annotation
 from aoi.data.images import validate_image
-from aoi.schema import BoxXYXY, DefectType
+from aoi.schema import DEFAULT_PX_PER_MM, BoxXYXY, DefectType
 
-PX_PER_MM = 48.0
+PX_PER_MM = DEFAULT_PX_PER_MM
 BOX_MARGIN_PX = 8
 DEFAULT_SIZE_WH = (640, 640)
 _SOFT_SIGMA_PX = 0.7

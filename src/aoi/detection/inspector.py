@@ -17,7 +17,7 @@ from aoi.data.images import validate_image
 from aoi.detection.bundle import BundleMeta, ModelBundle
 from aoi.detection.candidates import CandidateConfig, Candidates, ForcedBy, find_candidates
 from aoi.registration import Registration, RegistrationConfig, align_pair
-from aoi.schema import Defect, DefectType, InspectionResult, Verdict
+from aoi.schema import DEFAULT_PX_PER_MM, Defect, DefectType, InspectionResult, Verdict
 from aoi.verdict import VerdictRules
 
 FORCED_MIN_CONFIDENCE = 0.5  # a forced defect never reports less: a cut at or under it keeps every one
@@ -243,7 +243,7 @@ class Inspector:
         template: np.ndarray,
         *,
         image_id: str,
-        px_per_mm: float = 48.0,
+        px_per_mm: float = DEFAULT_PX_PER_MM,
         rules: VerdictRules | None = None,
         product: str | None = None,
         origin_px: tuple[float, float] = (0.0, 0.0),

@@ -35,7 +35,7 @@ from aoi.pipeline.protocols import (
 )
 from aoi.pipeline.stages import BoundedQueue, LatencyRecorder, QueueClosed, QueueFull, Worker
 from aoi.pipeline.templates import CachingTemplateProvider
-from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult
+from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class PipelineConfig:
     inspect_workers: int = 2
     inspect_queue: int = 16
     store_queue: int = 32
-    px_per_mm: float = 48.0
+    px_per_mm: float = DEFAULT_PX_PER_MM
     rules: VerdictRules = field(default_factory=VerdictRules)
     panel_threshold_px: int = 2048
     panel_tile_px: int = 1024

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult
+from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
 
@@ -151,7 +151,7 @@ class InspectorLike(Protocol):
         template: np.ndarray,
         *,
         image_id: str,
-        px_per_mm: float = 48.0,
+        px_per_mm: float = DEFAULT_PX_PER_MM,
         rules: VerdictRules | None = None,
         product: str | None = None,
         origin_px: tuple[float, float] = (0.0, 0.0),
