@@ -52,3 +52,20 @@ def test_verdict_rules_count_and_size():
     assert VerdictRules.from_dict(rules.to_dict()) == rules
     with pytest.raises(SchemaError):
         VerdictRules.from_dict({"per_type": {"open": {"max_count": -1}}})
+
+
+def test_verdict_rules_refuse_what_would_pass_a_failing_board():
+    """min_confidence 2 ignored every defect: a board with a 0.993 short passed."""
+    short = Defect(DefectType.SHORT, 0.993, (0, 0, 20, 20))
+    assert VerdictRules(min_confidence=1.0).verdict([short], 48.0) is Verdict.PASS  # the top of the range
+    for bad in (2, -0.1, float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(SchemaError, match="min_confidence"):
+            VerdictRules(min_confidence=bad)  # type: ignore[arg-type]
+    for count in (-1, 2.5, True, 10**7):
+        with pytest.raises(SchemaError, match="max_count"):
+            TypeRule(max_count=count)  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="min_size_um"):
+        TypeRule(min_size_um=float("nan"))
+    with pytest.raises(SchemaError, match="unknown key"):
+        VerdictRules.from_dict({"min_confidence": 0.5, "per_typ": {}})
+    assert VerdictRules.from_dict({"default": {"max_count": 2.0}}).default.max_count == 2  # JSON 2.0

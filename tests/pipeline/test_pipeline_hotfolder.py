@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from pipeline_fakes import FakeInspector, paint_board, with_defect
+from tests.engine.image_bombs import BOMB_WH, bmp_bomb, jpeg_bomb, png_bomb, tiff_bomb
 
 from aoi.pipeline import (
     HotFolderSource,
@@ -121,6 +122,33 @@ def test_files_move_to_done_or_failed_with_an_error_note(tmp_path: Path) -> None
     assert len(sink.results) == 5 and len(sink.failures) == 2
     assert source.moved_done == 5 and source.moved_failed == 2
     assert all(len(r.defects) == 1 for r in sink.results)
+
+
+def test_bombs_go_to_failed_with_a_reason_and_the_batch_carries_on(tmp_path: Path) -> None:
+    """Tiny files declaring 30000x30000 pixels are refused from their header, never decoded."""
+    _, test = _board()
+    bombs = {
+        "b1.tif": tiff_bomb(*BOMB_WH),
+        "b2.tiff": tiff_bomb(*BOMB_WH, ">"),
+        "b3.bmp": bmp_bomb(*BOMB_WH),
+        "b4.bmp": bmp_bomb(BOMB_WH[0], -BOMB_WH[1], rle=False),
+        "b5.png": png_bomb(*BOMB_WH),
+        "b6.jpg": jpeg_bomb(*BOMB_WH),
+    }
+    for name, data in bombs.items():
+        (tmp_path / name).write_bytes(data)
+    for i in range(3):
+        (tmp_path / f"ok{i}.png").write_bytes(_png(test))
+    sink = MemorySink()
+    started = time.monotonic()
+    source = _run_line(tmp_path, sink, expect=len(bombs) + 3)
+    assert time.monotonic() - started < 10.0
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["ok0.png", "ok1.png", "ok2.png"]
+    for name in bombs:
+        reason = (tmp_path / "failed" / f"{name}.error.txt").read_text()
+        assert reason.startswith("ImageError") and "declares 30000x30000 pixels, which exceeds" in reason, reason
+    assert len(sink.results) == 3 and len(sink.failures) == len(bombs)
+    assert source.moved_failed == len(bombs)
 
 
 def test_restart_moves_already_stored_files_without_inspecting_again(tmp_path: Path) -> None:

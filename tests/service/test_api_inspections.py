@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 
 import cv2
 import numpy as np
 from fastapi.testclient import TestClient
+from tests.engine.image_bombs import BOMB_WH, BOMBS
 from tests.service.conftest import Service, paint_board, png, with_short
 
 
@@ -242,6 +244,29 @@ def _png_bomb() -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
         + chunk(b"IEND", b"")
     )
+
+
+def test_bombs_of_every_format_are_refused_with_a_4xx(service: Service) -> None:
+    """Tiny files declaring 30000x30000 pixels: refused from the header (422), before any decoder runs."""
+    product = service.add_product()
+    before = service.counts()
+    for kind, make in sorted(BOMBS.items()):
+        started = time.perf_counter()
+        r = _post_inspection(
+            service, {"image": (f"bomb-{kind}", make(*BOMB_WH), "image/octet-stream")}, {"product": product["id"]}
+        )
+        assert time.perf_counter() - started < 2.0, kind
+        _assert_refused(service, r, 422, "exceeds", before)
+        r = service.client.post(
+            "/api/v1/products",
+            data={"name": f"bomb-{kind}", "px_per_mm": "20"},
+            files={"template": ("t", make(*BOMB_WH))},
+            headers=service.auth,
+        )
+        _assert_refused(service, r, 422, "exceeds", before)
+    r = _post_inspection(service, {"image": ("x.gif", b"GIF89a" + bytes(64), "image/gif")}, {"product": product["id"]})
+    _assert_refused(service, r, 415, "not an image", before)
+    assert service.inspector.calls == 0
 
 
 def test_concurrent_uploads_are_all_stored_once(service: Service) -> None:

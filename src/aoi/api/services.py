@@ -6,7 +6,6 @@ called from scripts and tests.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -17,33 +16,21 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 
+from aoi.api import validation
 from aoi.api.errors import ApiError, not_found
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.settings import ServiceSettings
-from aoi.data.images import ImageError, decode_image
+from aoi.data.image_header import KNOWN_FORMATS
+from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.pipeline.protocols import InspectorLike
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
 from aoi.storage import Storage
 from aoi.storage.inspections import InspectionFilter, InspectionRepository, ReviewError
-from aoi.storage.models import ProductRow
+from aoi.storage.models import IMAGE_ID_MAX_CHARS, PRODUCT_NAME_MAX_CHARS, ProductRow
 from aoi.storage.products import ProductRepository
-from aoi.storage.records import Product, ReviewDecision, StoredInspection, as_utc
+from aoi.storage.records import Product, ReviewDecision, StoredInspection
 from aoi.storage.stats import LineStats, compute_stats
 from aoi.verdict import VerdictRules
-
-# Signatures of the formats OpenCV decodes; anything else is refused as "not an image" (415).
-_IMAGE_MAGIC = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",
-    b"BM",
-    b"II*\x00",
-    b"MM\x00*",
-    b"P5",
-    b"P6",
-    b"P2",
-    b"P3",
-    b"RIFF",
-)
 
 
 @dataclass(frozen=True)
@@ -59,10 +46,10 @@ def decode_upload(upload: Upload, role: str) -> np.ndarray:
     name = f"{role} {upload.filename!r}" if upload.filename else role
     if not upload.data:
         raise ApiError(422, "bad_image", f"{name}: file is empty")
-    if not upload.data.startswith(_IMAGE_MAGIC):
-        raise ApiError(415, "not_an_image", f"{name}: not an image (expected PNG, JPEG, BMP, TIFF, PGM or WebP)")
     try:
         return decode_image(upload.data, name)
+    except UnknownImageFormat:
+        raise ApiError(415, "not_an_image", f"{name}: not an image (expected {KNOWN_FORMATS})") from None
     except ImageError as exc:
         raise ApiError(422, "bad_image", str(exc)) from exc
 
@@ -72,17 +59,17 @@ class ProductService:
         self.storage = storage
 
     def create(self, name: str, px_per_mm: float, rules_json: str | None, template: Upload) -> Product:
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise ApiError(422, "invalid_product", "product name must be 1 to 200 characters")
-        if not px_per_mm > 0 or not np.isfinite(px_per_mm):
-            raise ApiError(422, "invalid_product", f"px_per_mm must be a positive number, got {px_per_mm}")
+        """Names are unique whatever their case: `DeepPCB` and `deeppcb` would share a hot-folder subfolder
+        on a case-insensitive file system."""
+        name = validation.product_name(name)
+        validation.px_per_mm(px_per_mm)
         rules = parse_rules(rules_json)
         template_image = decode_upload(template, "template")
         product_id = uuid.uuid4().hex
         with self.storage.db.session() as session:
-            if ProductRepository(session).name_taken(name):
-                raise ApiError(409, "conflict", f"a product named {name!r} already exists")
+            taken = ProductRepository(session).name_taken(name)
+        if taken is not None:
+            raise ApiError(409, "conflict", f"a product named {taken!r} already exists (names ignore case)")
         template_path = self.storage.images.save_template(product_id, template_image)
         try:
             with self.storage.db.transaction() as session:
@@ -110,6 +97,9 @@ class ProductService:
             return ProductRepository(session).all()
 
     def get(self, id_or_name: str) -> Product:
+        """404 for any reference no product can have (a control character, longer than a name)."""
+        if validation.has_control_chars(id_or_name) or len(id_or_name) > PRODUCT_NAME_MAX_CHARS:
+            raise not_found("product", id_or_name[:80])
         with self.storage.db.session() as session:
             product = ProductRepository(session).get(id_or_name)
         if product is None:
@@ -120,12 +110,7 @@ class ProductService:
 def parse_rules(rules_json: str | None) -> VerdictRules:
     if rules_json is None or not rules_json.strip():
         return VerdictRules()
-    try:
-        data = json.loads(rules_json)
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, "malformed_json", f"rules is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, "invalid_rules", "rules must be a JSON object like VerdictRules.to_dict()")
+    data = validation.json_object(rules_json, "rules")
     try:
         return VerdictRules.from_dict(data)
     except SchemaError as exc:
@@ -171,8 +156,11 @@ class InspectionService:
             raise ApiError(422, "missing_template", "give either 'product' (a product id) or a 'template' file")
         if product_ref is not None and template is not None:
             raise ApiError(422, "ambiguous_template", "give either 'product' or a 'template' file, not both")
-        if px_per_mm is not None and (not px_per_mm > 0 or not np.isfinite(px_per_mm)):
-            raise ApiError(422, "invalid_request", f"px_per_mm must be a positive number, got {px_per_mm}")
+        if px_per_mm is not None:
+            validation.px_per_mm(px_per_mm)
+        image_id = _image_id(image_id, image.filename)
+        if product_ref is not None:
+            validation.plain_text(product_ref, "product", PRODUCT_NAME_MAX_CHARS)
         product = self.products.get(product_ref) if product_ref is not None else None
         with self._count_lock:
             self._waiting += 1
@@ -198,7 +186,7 @@ class InspectionService:
         product: Product | None,
         template: Upload | None,
         px_per_mm: float | None,
-        image_id: str | None,
+        image_id: str,
     ) -> tuple[np.ndarray, InspectionResult, np.ndarray | None]:
         """The CPU-bound part of an upload, run while holding one of the `upload_concurrency` slots."""
         test = decode_upload(image, "image")
@@ -213,11 +201,10 @@ class InspectionService:
             th, tw = template_image.shape
             h, w = test.shape
             raise ApiError(422, "template_size_mismatch", f"the template is {tw}x{th} px but the image is {w}x{h} px")
-        name = (image_id or "").strip() or Path(image.filename or "").stem or uuid.uuid4().hex[:12]
         scale = px_per_mm or (product.px_per_mm if product is not None else self.settings.default_px_per_mm)
         rules = product.rules if product is not None else None
         try:
-            result = self._inspect(test, template_image, name, scale, rules, product.name if product else None)
+            result = self._inspect(test, template_image, image_id, scale, rules, product.name if product else None)
         except InspectionInputError as exc:
             raise ApiError(422, type(exc).__name__, str(exc)) from exc
         return test, result, uploaded_template
@@ -251,6 +238,8 @@ class InspectionService:
         )
 
     def get(self, inspection_id: str) -> StoredInspection:
+        if not validation.is_record_id(inspection_id):
+            raise not_found("inspection", inspection_id[:80])
         with self.storage.db.session() as session:
             stored = InspectionRepository(session).get(inspection_id)
         if stored is None:
@@ -269,10 +258,13 @@ class InspectionService:
         until: datetime | None,
         has_defects: bool | None,
     ) -> InspectionFilter:
+        if product_ref:
+            validation.plain_text(product_ref, "product", PRODUCT_NAME_MAX_CHARS)
         product_id = self.products.get(product_ref).id if product_ref else None
+        since, until = validation.utc_moment(since, "since"), validation.utc_moment(until, "until")
         if since is not None and until is not None and until < since:
             raise ApiError(422, "invalid_request", "'until' must not be before 'since'")
-        return InspectionFilter(product_id, verdict, _utc(since), _utc(until), has_defects)
+        return InspectionFilter(product_id, verdict, since, until, has_defects)
 
     def overlay_image(self, inspection_id: str) -> tuple[np.ndarray, InspectionResult]:
         stored = self.get(inspection_id)
@@ -285,6 +277,9 @@ class InspectionService:
         return test, stored.result
 
     def review(self, defect_id: str, decision: ReviewDecision, new_type: str | None, reviewer: str) -> StoredInspection:
+        if not validation.is_record_id(defect_id):
+            raise not_found("defect", defect_id[:80])
+        validation.plain_text(reviewer, "reviewer", 200)
         parsed_type = None
         if new_type is not None:
             try:
@@ -305,5 +300,12 @@ class InspectionService:
             return compute_stats(session, filters)
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else as_utc(moment)
+def _image_id(image_id: str | None, filename: str) -> str:
+    """The given image id, else the uploaded file's name without its extension, else a random one."""
+    given = (image_id or "").strip()
+    if given:
+        return validation.plain_text(given, "image_id", IMAGE_ID_MAX_CHARS)
+    stem = Path(validation.plain_text(filename or "", "the image file name")).stem
+    return (
+        validation.plain_text(stem, "image_id (the file name)", IMAGE_ID_MAX_CHARS) if stem else uuid.uuid4().hex[:12]
+    )

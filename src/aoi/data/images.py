@@ -7,22 +7,58 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aoi.data.image_header import KNOWN_FORMATS, HeaderError, ImageHeader, UnknownFormatError, read_header
 from aoi.schema import InspectionInputError
 
 MAX_PIXELS = 16384 * 16384 + 1  # a full line-scan panel; anything larger is refused as a bomb
+# A TIFF tile is a decoder buffer (4 bytes a pixel in OpenCV): no larger than its image, or than this.
+_TILE_SLACK_PX = 4096
 
 
 class ImageError(InspectionInputError):
     """An image could not be read or is not usable for inspection."""
 
 
+class UnknownImageFormat(ImageError):
+    """The bytes are in no format we decode (not an image at all, or GIF, JPEG 2000, EXR...)."""
+
+
+def check_declared_size(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> ImageHeader:
+    """The bomb guard: refuse bytes whose header is unknown, unreadable or declares more than
+    `max_pixels`, before any decoder allocates the image it declares."""
+    try:
+        header = read_header(data)
+    except UnknownFormatError:
+        raise UnknownImageFormat(f"{name}: not a decodable image: unknown format (expected {KNOWN_FORMATS})") from None
+    except HeaderError as exc:
+        raise ImageError(f"{name}: not a decodable image: unreadable header: {exc}") from None
+    w, h = header.size_wh
+    if w * h > max_pixels:
+        raise ImageError(
+            f"{name}: {header.format} header declares {w}x{h} pixels, which exceeds the {max_pixels} pixel limit"
+            " (16384x16384 panels)"
+        )
+    if header.tile_wh is not None:
+        tw, th = header.tile_wh
+        if not (0 < tw <= max(_round16(w), _TILE_SLACK_PX) and 0 < th <= max(_round16(h), _TILE_SLACK_PX)):
+            raise ImageError(f"{name}: TIFF header declares {tw}x{th} tiles for a {w}x{h} image (a bomb)")
+    return header
+
+
+def _round16(n: int) -> int:
+    return -(-n // 16) * 16
+
+
 def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode encoded bytes to a 2-D uint8 grayscale array, refusing empty, corrupt or oversized input."""
+    """Decode encoded bytes to a 2-D uint8 grayscale array, refusing empty, corrupt, unknown or oversized
+    input (the header is checked by `check_declared_size` first)."""
     if not data:
         raise ImageError(f"{name}: file is empty")
-    buf = np.frombuffer(data, np.uint8)
-    _check_declared_size(buf, name, max_pixels)
-    image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    check_declared_size(data, name, max_pixels)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    except cv2.error as exc:  # OpenCV's own limits (OPENCV_IO_MAX_IMAGE_PIXELS) raise instead of failing
+        raise ImageError(f"{name}: not a decodable image (OpenCV: {getattr(exc, 'err', None) or exc})") from None
     if image is None or image.size == 0:
         raise ImageError(f"{name}: not a decodable image (corrupt, truncated or not an image format)")
     return validate_image(image, name)
@@ -54,34 +90,3 @@ def validate_image(image: np.ndarray, name: str = "<array>") -> np.ndarray:
     if h < 32 or w < 32:
         raise ImageError(f"{name}: image {w}x{h} is smaller than the 32x32 minimum")
     return np.ascontiguousarray(image)
-
-
-def _check_declared_size(buf: np.ndarray, name: str, max_pixels: int) -> None:
-    """Refuse PNG/JPEG whose header declares more pixels than allowed, before decoding (bomb guard)."""
-    head = buf[:64].tobytes()
-    wh: tuple[int, int] | None = None
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        wh = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
-    elif head.startswith(b"\xff\xd8"):
-        wh = _jpeg_size(buf)
-    if wh is not None and wh[0] * wh[1] > max_pixels:
-        raise ImageError(f"{name}: declared size {wh[0]}x{wh[1]} exceeds the {max_pixels} pixel limit")
-
-
-def _jpeg_size(buf: np.ndarray) -> tuple[int, int] | None:
-    data = buf.tobytes()
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        seg_len = int.from_bytes(data[i + 2 : i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h = int.from_bytes(data[i + 5 : i + 7], "big")
-            w = int.from_bytes(data[i + 7 : i + 9], "big")
-            return (w, h)
-        i += 2 + seg_len
-    return None

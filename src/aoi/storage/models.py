@@ -12,6 +12,9 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+IMAGE_ID_MAX_CHARS = 500  # the image_id columns; longer ids are refused before they reach the database
+PRODUCT_NAME_MAX_CHARS = 200
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -39,7 +42,7 @@ class ProductRow(Base):
     __tablename__ = "products"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(PRODUCT_NAME_MAX_CHARS), unique=True, nullable=False)
     template_path: Mapped[str] = mapped_column(Text, nullable=False)
     template_width_px: Mapped[int] = mapped_column(Integer, nullable=False)
     template_height_px: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -54,7 +57,7 @@ class InspectionRow(Base):
     __tablename__ = "inspections"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    image_id: Mapped[str] = mapped_column(String(500), nullable=False)
+    image_id: Mapped[str] = mapped_column(String(IMAGE_ID_MAX_CHARS), nullable=False)
     product_id: Mapped[str | None] = mapped_column(ForeignKey("products.id"), nullable=True, index=True)
     source: Mapped[str] = mapped_column(String(32), nullable=False, default="upload")
     source_key: Mapped[str | None] = mapped_column(String(1000), nullable=True, unique=True)
@@ -114,7 +117,7 @@ class FailureRow(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     source_key: Mapped[str | None] = mapped_column(String(1000), nullable=True, unique=True)
-    image_id: Mapped[str] = mapped_column(String(500), nullable=False)
+    image_id: Mapped[str] = mapped_column(String(IMAGE_ID_MAX_CHARS), nullable=False)
     error: Mapped[str] = mapped_column(String(200), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)

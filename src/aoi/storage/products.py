@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from aoi.storage.models import ProductRow
@@ -25,8 +25,9 @@ class ProductRepository:
         )
         return None if row is None else product_from_row(row)
 
-    def name_taken(self, name: str) -> bool:
-        return self.session.scalar(select(ProductRow.id).where(ProductRow.name == name)) is not None
+    def name_taken(self, name: str) -> str | None:
+        """The stored name equal to `name` ignoring case, if any."""
+        return self.session.scalar(select(ProductRow.name).where(func.lower(ProductRow.name) == name.lower()).limit(1))
 
     def all(self) -> list[Product]:
         rows = self.session.scalars(select(ProductRow).order_by(ProductRow.created_at, ProductRow.name))

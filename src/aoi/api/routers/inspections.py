@@ -14,6 +14,8 @@ from aoi.schema import Verdict
 
 router = APIRouter(tags=["inspections"])
 
+MAX_OFFSET = 10**9  # a 64-bit OFFSET overflows SQLite and PostgreSQL (a 500); no line stores this many
+
 
 @router.post("/inspections", response_model=InspectionOut, status_code=201)
 def create_inspection(
@@ -45,7 +47,7 @@ def list_inspections(
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
     has_defects: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InspectionPage:
     """Stored inspections, newest first."""
     filters = svc.inspections.filters(product, verdict, since, until, has_defects)
