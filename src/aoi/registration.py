@@ -326,38 +326,35 @@ def _refine_shift(
 
 def _refine_grey(test: np.ndarray, template: np.ndarray, init: np.ndarray, scale: int) -> np.ndarray | None:
     """Euclidean ECC on the lightly blurred grey images, from a whole-pixel start: sub-pixel shift + rotation."""
-    h, w = test.shape
-    s = max(1, scale)
-    small_t = cv2.GaussianBlur(
-        cv2.resize(test, (w // s, h // s), interpolation=cv2.INTER_AREA).astype(np.float32), (0, 0), 1.0
-    )
-    small_g = cv2.GaussianBlur(
-        cv2.resize(template, (w // s, h // s), interpolation=cv2.INTER_AREA).astype(np.float32), (0, 0), 1.0
-    )
-    warp = init.astype(np.float32).copy()
-    warp[:, 2] /= s
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
-    try:
-        _, warp = cv2.findTransformECC(  # type: ignore[call-overload]
-            small_t, small_g, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1
-        )
-    except cv2.error:
-        return None
-    warp[:, 2] *= s
-    if np.abs(warp[:, 2] - init[:, 2]).max() > 2.0:  # ECC wandered off the whole-pixel optimum
-        return None
-    return warp.astype(np.float32)
+    return _ecc_fit(test, template, init, scale, ((0, 0), 1.0), (30, 1e-4), max_wander_px=2.0)
 
 
 def _refine_ecc(tb: np.ndarray, gb: np.ndarray, init: np.ndarray, scale: int) -> np.ndarray | None:
-    h, w = tb.shape
-    small_t = cv2.resize(tb.astype(np.float32), (w // scale, h // scale), interpolation=cv2.INTER_AREA)
-    small_g = cv2.resize(gb.astype(np.float32), (w // scale, h // scale), interpolation=cv2.INTER_AREA)
-    small_t = cv2.GaussianBlur(small_t, (3, 3), 0)
-    small_g = cv2.GaussianBlur(small_g, (3, 3), 0)
-    warp = init.copy()
-    warp[:, 2] /= scale
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
+    """Euclidean ECC on the binarised images: shift + rotation when the whole-pixel fit leaves a residual."""
+    return _ecc_fit(tb.astype(np.float32), gb.astype(np.float32), init, scale, ((3, 3), 0.0), (60, 1e-5))
+
+
+def _ecc_fit(
+    test: np.ndarray,
+    template: np.ndarray,
+    init: np.ndarray,
+    scale: int,
+    blur: tuple[tuple[int, int], float],
+    stop: tuple[int, float],
+    max_wander_px: float | None = None,
+) -> np.ndarray | None:
+    """ECC at 1/`scale` (Gaussian `blur` = (ksize, sigma), `stop` = (iterations, eps)) from `init`; None when it
+    fails or its shift moves more than `max_wander_px` from the start."""
+    h, w = test.shape
+    s = max(1, scale)
+    ksize, sigma = blur
+    small_t = cv2.GaussianBlur(cv2.resize(test, (w // s, h // s), interpolation=cv2.INTER_AREA).astype(np.float32),
+                               ksize, sigma)  # fmt: skip
+    small_g = cv2.GaussianBlur(cv2.resize(template, (w // s, h // s), interpolation=cv2.INTER_AREA).astype(np.float32),
+                               ksize, sigma)  # fmt: skip
+    warp = init.astype(np.float32).copy()
+    warp[:, 2] /= s
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, stop[0], stop[1])
     try:
         # ECC finds W with small_g(W x) ~ small_t(x): W maps test coordinates to template coordinates.
         _, warp = cv2.findTransformECC(  # type: ignore[call-overload]
@@ -365,5 +362,7 @@ def _refine_ecc(tb: np.ndarray, gb: np.ndarray, init: np.ndarray, scale: int) ->
         )
     except cv2.error:
         return None
-    warp[:, 2] *= scale
+    warp[:, 2] *= s
+    if max_wander_px is not None and np.abs(warp[:, 2] - init[:, 2]).max() > max_wander_px:
+        return None
     return warp.astype(np.float32)
