@@ -144,10 +144,17 @@ class SqliteSink:
         self._lock = threading.Lock()
 
     def _insert(self, source_key: str, status: str, n_defects: int) -> str:
+        """One row per key. A result replaces a failure (the file came back with its cause fixed);
+        storing a result for a key that has one is a duplicate attempt, counted."""
         with self._lock:
-            row = self._conn.execute("SELECT id FROM results WHERE source_key = ?", (source_key,)).fetchone()
+            row = self._conn.execute("SELECT id, status FROM results WHERE source_key = ?", (source_key,)).fetchone()
             if row is not None:
-                self._conn.execute("INSERT INTO duplicate_attempts VALUES (?)", (source_key,))
+                if row[1] == "ok":
+                    self._conn.execute("INSERT INTO duplicate_attempts VALUES (?)", (source_key,))
+                elif status == "ok":
+                    self._conn.execute(
+                        "UPDATE results SET status = 'ok', n_defects = ? WHERE id = ?", (n_defects, row[0])
+                    )
                 return str(row[0])
             new_id = uuid.uuid4().hex
             self._conn.execute("INSERT INTO results VALUES (?, ?, ?, ?)", (new_id, source_key, status, n_defects))
@@ -160,10 +167,10 @@ class SqliteSink:
         return self._insert(source_key, "failed", 0)
 
     def already_done(self, source_key: str) -> bool:
+        """Only a stored result counts; a failure is inspected again when its file comes back."""
         with self._lock:
-            return (
-                self._conn.execute("SELECT 1 FROM results WHERE source_key = ?", (source_key,)).fetchone() is not None
-            )
+            query = "SELECT 1 FROM results WHERE source_key = ? AND status = 'ok'"
+            return self._conn.execute(query, (source_key,)).fetchone() is not None
 
     def count(self) -> int:
         with self._lock:

@@ -106,7 +106,7 @@ def _run_line(folder: Path, sink: MemorySink, expect: int, inspector: FakeInspec
     return source
 
 
-def test_files_move_to_done_or_failed_with_an_error_note(tmp_path: Path) -> None:
+def test_files_move_to_done_or_failed_with_a_reason_note(tmp_path: Path) -> None:
     _, test = _board()
     for i in range(5):
         (tmp_path / f"ok{i}.png").write_bytes(_png(test))
@@ -116,8 +116,8 @@ def test_files_move_to_done_or_failed_with_an_error_note(tmp_path: Path) -> None
     source = _run_line(tmp_path, sink, expect=7)
     assert sorted(p.name for p in (tmp_path / "done").iterdir()) == [f"ok{i}.png" for i in range(5)]
     failed = sorted(p.name for p in (tmp_path / "failed").iterdir())
-    assert failed == ["broken.png", "broken.png.error.txt", "small.png", "small.png.error.txt"]
-    assert "ImageError" in (tmp_path / "failed" / "small.png.error.txt").read_text()
+    assert failed == ["broken.png", "broken.png.reason.txt", "small.png", "small.png.reason.txt"]
+    assert "ImageError" in (tmp_path / "failed" / "small.png.reason.txt").read_text()
     assert not list(tmp_path.glob("*.png"))
     assert len(sink.results) == 5 and len(sink.failures) == 2
     assert source.moved_done == 5 and source.moved_failed == 2
@@ -145,7 +145,7 @@ def test_bombs_go_to_failed_with_a_reason_and_the_batch_carries_on(tmp_path: Pat
     assert time.monotonic() - started < 10.0
     assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["ok0.png", "ok1.png", "ok2.png"]
     for name in bombs:
-        reason = (tmp_path / "failed" / f"{name}.error.txt").read_text()
+        reason = (tmp_path / "failed" / f"{name}.reason.txt").read_text()
         assert reason.startswith("ImageError") and "declares 30000x30000 pixels, which exceeds" in reason, reason
     assert len(sink.results) == 3 and len(sink.failures) == len(bombs)
     assert source.moved_failed == len(bombs)

@@ -130,7 +130,8 @@ def storage(tmp_path: Path, database_url: str | None) -> Iterator[Storage]:
     store = Storage.open(tmp_path / "data", database_url)
     if not store.db.is_sqlite:  # one database per session: empty it for this test
         with store.db.transaction() as session:
-            session.execute(text("TRUNCATE defects, inspections, inspection_failures, products, api_keys CASCADE"))
+            tables = "defects, inspections, inspection_failures, products, api_keys, idempotency_keys"
+            session.execute(text(f"TRUNCATE {tables} CASCADE"))
     yield store
     store.close()
 

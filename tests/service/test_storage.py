@@ -13,6 +13,7 @@ import pytest
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import select
 from tests.service.conftest import FakeInspector, paint_board, with_short
 
 from aoi.api.line import DatabaseTemplateProvider, MeteredSink
@@ -22,7 +23,7 @@ from aoi.schema import Defect, InspectionFailure, InspectionResult, Verdict
 from aoi.storage import Storage
 from aoi.storage.database import MIGRATIONS_DIR, DatabaseConfigError, resolve_database_url
 from aoi.storage.inspections import InspectionFilter, InspectionRepository
-from aoi.storage.models import ProductRow
+from aoi.storage.models import FailureRow, ProductRow
 from aoi.verdict import VerdictRules
 
 
@@ -92,8 +93,12 @@ def test_sink_records_failures_once(storage: Storage) -> None:
     sink = storage.sink()
     failure = InspectionFailure("bad.png", "ImageError", "bad.png: not a decodable image")
     first = sink.store_failure(failure, "hotfolder:bad.png:3:4")
-    assert sink.store_failure(failure, "hotfolder:bad.png:3:4") == first
-    assert sink.already_done("hotfolder:bad.png:3:4")
+    again = InspectionFailure("bad.png", "UnknownProductError", "unknown product 'x'")
+    assert sink.store_failure(again, "hotfolder:bad.png:3:4") == first
+    assert not sink.already_done("hotfolder:bad.png:3:4")  # a failure is retried when the file comes back
+    with storage.db.session() as session:
+        rows = session.scalars(select(FailureRow)).all()
+    assert [(r.id, r.error) for r in rows] == [(first, "UnknownProductError")]  # one row, the latest error
 
 
 def test_sink_template_ref_links_product_or_copies_the_file(storage: Storage, tmp_path: Path) -> None:
@@ -172,13 +177,43 @@ def test_hot_folder_line_stores_every_file_exactly_once_across_restarts(storage:
     assert total_after == 6  # skipped as already done, not stored twice
     assert not (inbox / "board-a" / "b1.png").exists()
     assert (inbox / "failed" / "board-a" / "broken.png").exists()
-    assert storage.sink().already_done(next(iter(_failure_keys(storage))))
+    assert not storage.sink().already_done(next(iter(_failure_keys(storage))))
 
 
 def _failure_keys(storage: Storage) -> list[str]:
-    from sqlalchemy import select
-
-    from aoi.storage.models import FailureRow
-
     with storage.db.session() as session:
         return [k for k in session.scalars(select(FailureRow.source_key)) if k]
+
+
+def test_failed_file_moved_back_after_its_product_is_registered_is_stored(storage: Storage, tmp_path: Path) -> None:
+    """The silent loss: a file failed (unknown product), the product is registered and the file moved
+    back (`mv` keeps its mtime). It must be inspected and stored, not skipped to done/ with no row."""
+    inbox = tmp_path / "inbox"
+    (inbox / "board-a").mkdir(parents=True)
+    cv2.imwrite(str(inbox / "board-a" / "late.png"), with_short(paint_board()))
+
+    def run_line() -> HotFolderSource:
+        line = LinePipeline(FakeInspector(), storage.sink(), DatabaseTemplateProvider(storage))
+        source = HotFolderSource(inbox, poll_interval_s=0.05, stable_polls=1)
+        line.add_source(source)
+        with line:
+            assert _wait(lambda: source.moved_done + source.moved_failed >= 1)
+        return source
+
+    assert run_line().moved_failed == 1
+    reason = (inbox / "failed" / "board-a" / "late.png.reason.txt").read_text()
+    assert reason.startswith("UnknownProductError") and "board-a" in reason
+    assert len(_failure_keys(storage)) == 1
+
+    _add_product(storage)
+    os.replace(inbox / "failed" / "board-a" / "late.png", inbox / "board-a" / "late.png")
+    assert run_line().moved_done == 1
+    with storage.db.session() as session:
+        items, total = InspectionRepository(session).page(InspectionFilter(), 10, 0)
+    assert total == 1 and items[0].result.image_id == "board-a/late.png" and items[0].product_id == "board-a-id"
+    assert (inbox / "done" / "board-a" / "late.png").exists()
+
+    shutil.copy(inbox / "done" / "board-a" / "late.png", inbox / "board-a" / "late.png")  # dropped once more
+    assert run_line().moved_done == 1
+    with storage.db.session() as session:
+        assert InspectionRepository(session).page(InspectionFilter(), 10, 0)[1] == 1  # never twice

@@ -63,6 +63,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:  # before the line and the first request: nothing of this process is being stored yet
+            storage.sweep_orphans()
+        except Exception:  # housekeeping: a failed sweep must not keep the line from starting
+            log.exception("orphan sweep failed; the service starts anyway")
         if line_factory is not None:
             svc.line = line_factory(svc)
             svc.line.start()

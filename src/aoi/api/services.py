@@ -25,6 +25,7 @@ from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.pipeline.protocols import InspectorLike
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
 from aoi.storage import Storage
+from aoi.storage.idempotency import IdempotencyClaim, IdempotencyKeyTaken, add_claim, claim_exists
 from aoi.storage.inspections import InspectionFilter, InspectionRepository, ReviewError
 from aoi.storage.models import IMAGE_ID_MAX_CHARS, PRODUCT_NAME_MAX_CHARS, ProductRow
 from aoi.storage.products import ProductRepository
@@ -58,9 +59,16 @@ class ProductService:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def create(self, name: str, px_per_mm: float, rules_json: str | None, template: Upload) -> Product:
+    def create(
+        self,
+        name: str,
+        px_per_mm: float,
+        rules_json: str | None,
+        template: Upload,
+        claim: IdempotencyClaim | None = None,
+    ) -> Product:
         """Names are unique whatever their case: `DeepPCB` and `deeppcb` would share a hot-folder subfolder
-        on a case-insensitive file system."""
+        on a case-insensitive file system. `claim`: the request's idempotency key, stored with the row."""
         name = validation.product_name(name)
         validation.px_per_mm(px_per_mm)
         rules = parse_rules(rules_json)
@@ -69,12 +77,13 @@ class ProductService:
         with self.storage.db.session() as session:
             taken = ProductRepository(session).name_taken(name)
         if taken is not None:
+            self._raise_if_claimed(claim)  # a concurrent retry of this very request created it
             raise ApiError(409, "conflict", f"a product named {taken!r} already exists (names ignore case)")
         template_path = self.storage.images.save_template(product_id, template_image)
         try:
             with self.storage.db.transaction() as session:
                 h, w = template_image.shape
-                return ProductRepository(session).add(
+                product = ProductRepository(session).add(
                     ProductRow(
                         id=product_id,
                         name=name,
@@ -85,12 +94,25 @@ class ProductService:
                         rules=rules.to_dict(),
                     )
                 )
+                if claim is not None:
+                    add_claim(session, claim, "product", product_id)
+                return product
         except IntegrityError:
             self.storage.images.delete(template_path)
+            self._raise_if_claimed(claim)
             raise ApiError(409, "conflict", f"a product named {name!r} already exists") from None
         except BaseException:
             self.storage.images.delete(template_path)
             raise
+
+    def _raise_if_claimed(self, claim: IdempotencyClaim | None) -> None:
+        """IdempotencyKeyTaken when a concurrent request with this key committed first (it is answered
+        with that request's product, or a 409 if the request differs)."""
+        if claim is None:
+            return
+        with self.storage.db.session() as session:
+            if claim_exists(session, claim):
+                raise IdempotencyKeyTaken(claim)
 
     def list(self) -> list[Product]:
         with self.storage.db.session() as session:
@@ -148,8 +170,12 @@ class InspectionService:
         template: Upload | None,
         px_per_mm: float | None = None,
         image_id: str | None = None,
+        claim: IdempotencyClaim | None = None,
     ) -> StoredInspection:
-        """Inspect one uploaded image against its product's template (or an uploaded one) and store it."""
+        """Inspect one uploaded image against its product's template (or an uploaded one) and store it.
+
+        `claim`: the request's idempotency key, stored with the inspection (see `aoi.api.idempotency`).
+        """
         started = time.perf_counter()
         product_ref = (product_ref or "").strip() or None
         if product_ref is None and template is None:
@@ -175,7 +201,13 @@ class InspectionService:
                 self._busy -= 1
             self._slots.release()
         stored = self.storage.recorder.record(
-            result, test, product=product, template_image=uploaded_template, source="upload", test_png=image.data
+            result,
+            test,
+            product=product,
+            template_image=uploaded_template,
+            source="upload",
+            test_png=image.data,
+            claim=claim,
         )
         self.metrics.observe_inspection(stored.result.verdict.value, "upload", time.perf_counter() - started)
         return stored

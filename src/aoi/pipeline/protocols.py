@@ -18,6 +18,10 @@ from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputErro
 from aoi.verdict import VerdictRules
 
 
+class SourceError(Exception):
+    """A source cannot run (folder not creatable, camera or stream cannot be opened)."""
+
+
 class UnknownProductError(InspectionInputError):
     """An image names a product that has no registered recipe (template, calibration, rules)."""
 
@@ -112,7 +116,9 @@ class ResultSink(Protocol):
     """Where inspected boards go (the database, a test list). Must be safe to call from one thread.
 
     `store` is idempotent per `source_key` (a UNIQUE key): storing a key twice returns the first id.
-    `already_done` is true when a result or a failure is recorded for the key.
+    `already_done` is true when a result is stored for the key. A recorded failure does not count:
+    a file whose cause was fixed (product registered, template supplied) and that is queued again must
+    be inspected again, not skipped.
     A sink may also offer `store_failure(failure, source_key) -> str | None`; the pipeline calls it
     when present.
     """

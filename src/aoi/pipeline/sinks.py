@@ -24,11 +24,16 @@ class StoredRecord:
 
 
 class MemorySink:
-    """Thread-safe; `source_key` is unique: storing a key again returns the first id."""
+    """Thread-safe; `source_key` is unique: storing a key again returns the first id.
+
+    Results and failures are kept apart, like the database's tables: a key that failed may be stored
+    later (its cause fixed), and only a stored result makes it `already_done`.
+    """
 
     def __init__(self, keep_images: bool = False) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[str, StoredRecord] = {}
+        self._failed: dict[str, StoredRecord] = {}
         self.keep_images = keep_images
         self.images: dict[str, np.ndarray] = {}
 
@@ -44,12 +49,13 @@ class MemorySink:
             return record.inspection_id
 
     def store_failure(self, failure: InspectionFailure, source_key: str) -> str:
+        """One failure record per key; a key failing again keeps its id and the latest failure."""
         with self._lock:
-            existing = self._by_key.get(source_key)
-            if existing is not None:
-                return existing.inspection_id
-            record = StoredRecord(uuid.uuid4().hex, source_key, None, failure, None)
-            self._by_key[source_key] = record
+            existing = self._failed.get(source_key)
+            record = StoredRecord(
+                existing.inspection_id if existing else uuid.uuid4().hex, source_key, None, failure, None
+            )
+            self._failed[source_key] = record
             return record.inspection_id
 
     def already_done(self, source_key: str) -> bool:
@@ -58,8 +64,9 @@ class MemorySink:
 
     @property
     def records(self) -> list[StoredRecord]:
+        """Stored results, then recorded failures."""
         with self._lock:
-            return list(self._by_key.values())
+            return [*self._by_key.values(), *self._failed.values()]
 
     @property
     def results(self) -> list[InspectionResult]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aoi.storage.database import Database, resolve_database_url
 from aoi.storage.images import ImageStore
+from aoi.storage.orphans import OrphanSweep, StoreLock, sweep_orphans
 from aoi.storage.recorder import DatabaseSink, InspectionRecorder
 
 IMAGES_DIR_NAME = "images"
@@ -14,11 +15,18 @@ IMAGES_DIR_NAME = "images"
 
 @dataclass
 class Storage:
-    """Everything persistent of one line: the database and the image store under the data directory."""
+    """Everything persistent of one line: the database and the image store under the data directory.
+
+    While open it holds a shared lock on the image store (see `orphans.py`), released by `close()`.
+    """
 
     data_dir: Path
     db: Database
     images: ImageStore
+    lock: StoreLock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lock = StoreLock(self.data_dir).acquire()
 
     @classmethod
     def open(cls, data_dir: Path | str, database_url: str | None = None) -> Storage:
@@ -35,8 +43,21 @@ class Storage:
     def sink(self, source: str = "pipeline") -> DatabaseSink:
         return DatabaseSink(self.recorder, source)
 
+    def sweep_orphans(self) -> OrphanSweep:
+        """Remove image files no row refers to (left by a process killed mid-store); call at start."""
+        return sweep_orphans(self.db, self.images, self.lock)
+
     def close(self) -> None:
         self.db.dispose()
+        self.lock.release()
 
 
-__all__ = ["Database", "DatabaseSink", "ImageStore", "InspectionRecorder", "Storage", "resolve_database_url"]
+__all__ = [
+    "Database",
+    "DatabaseSink",
+    "ImageStore",
+    "InspectionRecorder",
+    "OrphanSweep",
+    "Storage",
+    "resolve_database_url",
+]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 IMAGE_ID_MAX_CHARS = 500  # the image_id columns; longer ids are refused before they reach the database
 PRODUCT_NAME_MAX_CHARS = 200
+IDEMPOTENCY_KEY_MAX_CHARS = 255  # the Idempotency-Key header; longer keys are refused with a 422
 
 
 def utc_now() -> datetime:
@@ -120,4 +121,22 @@ class FailureRow(Base):
     image_id: Mapped[str] = mapped_column(String(IMAGE_ID_MAX_CHARS), nullable=False)
     error: Mapped[str] = mapped_column(String(200), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)
+
+
+class IdempotencyKeyRow(Base):
+    """An `Idempotency-Key` a client sent with a write, scoped to the API key that sent it.
+
+    Stored in the same transaction as what the write created, so that of two concurrent requests with
+    one key only one stores (the primary key refuses the other). `request_sha256` tells a retry (same
+    request) from a different request under a reused key.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_CHARS), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource: Mapped[str] = mapped_column(String(32), nullable=False)  # "inspection" or "product"
+    resource_id: Mapped[str] = mapped_column(String(32), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)

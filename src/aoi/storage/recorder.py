@@ -18,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from aoi.data.images import ImageError, read_image
 from aoi.schema import InspectionFailure, InspectionResult
 from aoi.storage.database import Database
+from aoi.storage.idempotency import IdempotencyClaim, IdempotencyKeyTaken, add_claim, claim_exists
 from aoi.storage.images import ImageStore
 from aoi.storage.inspections import InspectionRepository
-from aoi.storage.models import FailureRow, InspectionRow
+from aoi.storage.models import FailureRow, InspectionRow, utc_now
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, StoredInspection, inspection_to_row, utc_now_aware
 
@@ -47,12 +48,15 @@ class InspectionRecorder:
         source_key: str | None = None,
         template_from_product: bool = True,
         test_png: bytes | None = None,
+        claim: IdempotencyClaim | None = None,
     ) -> StoredInspection:
         """Store `result` with its images. With a `source_key` already stored, return the first record.
 
         The template path recorded is the uploaded `template_image` (saved now) or, when
         `template_from_product`, the product's recipe template. `test_png`: the tested image as
-        received, when it is a PNG already (stored without re-encoding).
+        received, when it is a PNG already (stored without re-encoding). `claim`: the request's
+        idempotency key, stored in the same transaction; IdempotencyKeyTaken (nothing stored) when a
+        concurrent request with that key committed first.
         """
         inspection_id = new_id()
         defect_ids = [new_id() for _ in result.defects]
@@ -76,6 +80,8 @@ class InspectionRecorder:
             )
             with self.db.transaction() as session:
                 InspectionRepository(session).add(row)
+                if claim is not None:
+                    add_claim(session, claim, "inspection", inspection_id)
         except IntegrityError:
             for path in written:
                 self.images.delete(path)
@@ -83,6 +89,10 @@ class InspectionRecorder:
                 existing = self._existing(source_key)
                 if existing is not None:
                     return existing
+            if claim is not None:
+                with self.db.session() as session:
+                    if claim_exists(session, claim):
+                        raise IdempotencyKeyTaken(claim) from None
             raise
         except BaseException:
             for path in written:
@@ -108,7 +118,8 @@ class InspectionRecorder:
             return repo.get(existing_id) if existing_id is not None else None
 
     def record_failure(self, failure: InspectionFailure, source_key: str | None) -> str:
-        """Record a per-image failure once per `source_key` (so a bad hot-folder file is not retried)."""
+        """Record a per-image failure, one row per `source_key`: a key that fails again (moved back
+        into the inbox before its cause was fixed) updates that row with the latest error."""
         failure_id = new_id()
         try:
             with self.db.transaction() as session:
@@ -122,18 +133,20 @@ class InspectionRecorder:
                     )
                 )
         except IntegrityError:
-            with self.db.session() as session:
-                found = session.scalar(select(FailureRow.id).where(FailureRow.source_key == source_key))
-            if found is None:
-                raise
-            return found
+            with self.db.transaction() as session:
+                row = session.scalar(select(FailureRow).where(FailureRow.source_key == source_key))
+                if row is None:
+                    raise
+                row.image_id, row.error, row.message = failure.image_id, failure.error, failure.message
+                row.created_at = utc_now()
+                return row.id
         return failure_id
 
     def already_done(self, source_key: str) -> bool:
+        """True when a result is stored for `source_key`. A recorded failure is not done: the file
+        may come back once its cause is fixed, and must then be inspected."""
         with self.db.session() as session:
-            if session.scalar(select(InspectionRow.id).where(InspectionRow.source_key == source_key)) is not None:
-                return True
-            return session.scalar(select(FailureRow.id).where(FailureRow.source_key == source_key)) is not None
+            return session.scalar(select(InspectionRow.id).where(InspectionRow.source_key == source_key)) is not None
 
 
 class DatabaseSink:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, UploadFile
+from fastapi import Header, Request, Response, UploadFile
 
+from aoi.api import idempotency
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.services import InspectionService, ProductService, Upload
 from aoi.api.settings import ServiceSettings
@@ -32,3 +33,20 @@ def read_upload(upload: UploadFile) -> Upload:
     """Read an UploadFile synchronously (routes run in the threadpool, off the event loop)."""
     upload.file.seek(0)
     return Upload(upload.file.read(), upload.filename or "")
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        description="optional: a retry with the same key gets the first answer (200) and stores nothing new;"
+        " 1 to 255 printable ASCII characters, e.g. a UUID",
+    ),
+]
+
+
+def mark_replay(response: Response, replayed: bool) -> None:
+    """A replayed answer is 200, not 201: nothing was created by this request."""
+    if replayed:
+        response.status_code = 200
+        response.headers[idempotency.REPLAYED_HEADER] = "true"

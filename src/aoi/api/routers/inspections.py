@@ -6,10 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
-from aoi.api.auth import require_write_key
+from aoi.api import idempotency
+from aoi.api.auth import WriteKey, require_write_key, require_write_key_owner
 from aoi.api.models import InspectionOut, InspectionPage, ReviewedDefectOut, ReviewIn, inspection_out
 from aoi.api.overlay import overlay_png
-from aoi.api.routers.deps import Services, read_upload, services
+from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
 from aoi.schema import Verdict
 
 router = APIRouter(tags=["inspections"])
@@ -17,24 +18,49 @@ router = APIRouter(tags=["inspections"])
 MAX_OFFSET = 10**9  # a 64-bit OFFSET overflows SQLite and PostgreSQL (a 500); no line stores this many
 
 
-@router.post("/inspections", response_model=InspectionOut, status_code=201)
+@router.post(
+    "/inspections",
+    response_model=InspectionOut,
+    status_code=201,
+    responses={
+        200: {"description": "a retry with the same Idempotency-Key: the first request's inspection"},
+        409: {"description": "the Idempotency-Key was already used for a different request"},
+    },
+)
 def create_inspection(
-    _key: Annotated[str, Depends(require_write_key)],
+    key: Annotated[WriteKey, Depends(require_write_key_owner)],
     svc: Annotated[Services, Depends(services)],
+    response: Response,
     image: Annotated[UploadFile, File(description="the tested image")],
     product: Annotated[str | None, Form(description="product id (or name) whose recipe to use")] = None,
     template: Annotated[UploadFile | None, File(description="golden template, when no product is given")] = None,
     px_per_mm: Annotated[float | None, Form(description="overrides the product's calibration")] = None,
     image_id: Annotated[str | None, Form(description="defaults to the uploaded file's name")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> InspectionOut:
     """Inspect one image and store it with its result (runs in the threadpool, off the event loop)."""
-    stored = svc.inspections.inspect_upload(
-        read_upload(image),
-        product,
-        read_upload(template) if template is not None else None,
-        px_per_mm=px_per_mm,
-        image_id=image_id,
+    upload = read_upload(image)
+    template_upload = read_upload(template) if template is not None else None
+    fields: dict[str, str | float | bytes | None] = {
+        "image": upload.data,
+        "image_name": upload.filename,
+        "template": template_upload.data if template_upload else None,
+        "template_name": template_upload.filename if template_upload else None,
+        "product": product,
+        "px_per_mm": px_per_mm,
+        "image_id": image_id,
+    }
+    claim = idempotency.claim_for(idempotency.parse_key(idempotency_key), key.owner, "POST /inspections", fields)
+    stored, replayed = idempotency.run_once(
+        svc.storage,
+        claim,
+        "inspection",
+        lambda c: svc.inspections.inspect_upload(
+            upload, product, template_upload, px_per_mm=px_per_mm, image_id=image_id, claim=c
+        ),
+        svc.inspections.get,
     )
+    mark_replay(response, replayed)
     return inspection_out(stored)
 
 

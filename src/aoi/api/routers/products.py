@@ -2,26 +2,54 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
-from aoi.api.auth import require_write_key
+from aoi.api import idempotency
+from aoi.api.auth import WriteKey, require_write_key_owner
 from aoi.api.models import ProductList, ProductOut, product_out
-from aoi.api.routers.deps import Services, read_upload, services
+from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 
-@router.post("", response_model=ProductOut, status_code=201)
+@router.post(
+    "",
+    response_model=ProductOut,
+    status_code=201,
+    responses={
+        200: {"description": "a retry with the same Idempotency-Key: the first request's product"},
+        409: {"description": "the name is taken, or the Idempotency-Key was used for a different request"},
+    },
+)
 def create_product(
-    _key: Annotated[str, Depends(require_write_key)],
+    key: Annotated[WriteKey, Depends(require_write_key_owner)],
     svc: Annotated[Services, Depends(services)],
+    response: Response,
     name: Annotated[str, Form(description="unique product name")],
     px_per_mm: Annotated[float, Form(description="calibration: pixels per mm")],
     template: Annotated[UploadFile, File(description="golden template image (tile or whole panel)")],
     rules: Annotated[str | None, Form(description="JSON pass/fail rules, VerdictRules.to_dict() shape")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ProductOut:
     """Register a product (recipe): golden template, px/mm calibration and pass/fail rules."""
-    return product_out(svc.products.create(name, px_per_mm, rules, read_upload(template)))
+    upload = read_upload(template)
+    fields: dict[str, str | float | bytes | None] = {
+        "name": name,
+        "px_per_mm": px_per_mm,
+        "template": upload.data,
+        "template_name": upload.filename,
+        "rules": rules,
+    }
+    claim = idempotency.claim_for(idempotency.parse_key(idempotency_key), key.owner, "POST /products", fields)
+    product, replayed = idempotency.run_once(
+        svc.storage,
+        claim,
+        "product",
+        lambda c: svc.products.create(name, px_per_mm, rules, upload, claim=c),
+        svc.products.get,
+    )
+    mark_replay(response, replayed)
+    return product_out(product)
 
 
 @router.get("", response_model=ProductList)
