@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# System parts the test suite talks to for real: headless Chromium (dashboard tests) and PostgreSQL
-# (API tests) at 127.0.0.1:5432 with trust auth and a database `test`. Starts PostgreSQL if stopped;
-# installs either from Debian's packages where missing, so a fresh machine passes too.
+# System parts the test suite talks to for real: headless Chromium (dashboard tests; a Korean font for
+# the Korean pages) and PostgreSQL (API tests) at 127.0.0.1:5432 with trust auth and a database `test`.
+# Starts PostgreSQL if stopped; installs each from Debian's packages where missing, so a fresh machine passes too.
 set -euo pipefail
 
 sudo_cmd=""
@@ -15,6 +15,12 @@ apt_install() {
 if [ ! -x /usr/bin/chromium ]; then
     echo "system_deps: installing Debian chromium"
     apt_install chromium chromium-driver
+fi
+
+# Hangul for the dashboard's Korean pages (without a Korean font their screenshots show empty boxes).
+if ! fc-list :lang=ko 2>/dev/null | grep -q .; then
+    echo "system_deps: installing a Korean font"
+    apt_install fonts-nanum
 fi
 
 pg_up() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }

@@ -89,17 +89,36 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
+PageFactory = Callable[..., BrowserPage]
+
+
 @pytest.fixture
-def browser_page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[BrowserPage]:
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    wrapped = BrowserPage(page)
-    page.on("pageerror", lambda exc: wrapped.errors.append(str(exc)))
-    yield wrapped
+def open_page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[PageFactory]:
+    """Opens pages in fresh browser contexts: `open_page(locale="ko-KR")` is a Korean browser (its
+    navigator.languages), with its own localStorage. Each page's last state is kept as a screenshot."""
+    opened: list[tuple[Any, BrowserPage]] = []
+
+    def open_one(locale: str = "en-US", **options: Any) -> BrowserPage:
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale=locale, **options)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        wrapped = BrowserPage(page)
+        page.on("pageerror", lambda exc: wrapped.errors.append(str(exc)))
+        opened.append((context, wrapped))
+        return wrapped
+
+    yield open_one
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{request.node.name}-final.png"), full_page=True)
-    context.close()
+    for i, (context, wrapped) in enumerate(opened):
+        suffix = f"-{i + 1}" if len(opened) > 1 else ""
+        wrapped.page.screenshot(path=str(SCREENSHOT_DIR / f"{request.node.name}-final{suffix}.png"), full_page=True)
+        context.close()
+
+
+@pytest.fixture
+def browser_page(open_page: PageFactory) -> BrowserPage:
+    """An English (en-US) browser: the language the older tests read the page in."""
+    return open_page("en-US")
 
 
 Screenshot = Callable[[BrowserPage, str], Path]

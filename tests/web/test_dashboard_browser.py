@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:  # fixtures' types only: under --import-mode=importlib conftest is not importable at run time
-    from conftest import BrowserPage, Line, Screenshot
+    from conftest import BrowserPage, Line, PageFactory, Screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -165,7 +166,7 @@ def test_stats_view_pareto_has_one_bar_per_type_and_a_yield_trend(
     assert dict(bars) == by_type
     assert [n for _, n in bars] == sorted(by_type.values(), reverse=True)
     assert page.locator("#yield-chart .yield-point").count() >= 1
-    assert page.inner_text('[data-stat="yield"] .tile-value') == "33.3 %"
+    assert page.inner_text('[data-stat="yield"] .tile-value') == "33.3%"
     shoot(browser_page, "stats-view")
     assert browser_page.errors == []
 
@@ -209,3 +210,228 @@ def test_stats_view_filters_by_product(line: Line, browser_page: BrowserPage) ->
     page.wait_for_function("document.querySelectorAll('#pareto-chart .pareto-bar').length === 1")
     assert page.get_attribute("#pareto-chart .pareto-bar", "data-type") == "short"
     assert page.inner_text('[data-stat="total"] .tile-value') == "1"
+
+
+# --- Languages: every view in English and in Korean, the switch, and no English left in the Korean page ---
+
+VIEW_TITLES = {
+    "live": ("Latest inspections", "최근 검사"),
+    "review": ("Review queue", "검토 대기열"),
+    "board": ("Board", "보드"),
+    "stats": ("Quality", "품질"),
+}
+LOCALES = {"en": "en-US", "ko": "ko-KR"}
+PRODUCT_NAME = "PCB-A1"  # data, not UI: shown as it is in both languages
+MODEL_VERSION = "planned-test-inspector"  # conftest.PlannedInspector's (conftest cannot be imported here)
+
+
+def seed_mixed_line(line: Line) -> dict[str, Any]:
+    """A line with something in every view: a 3-defect board (one reviewed), a 1-defect board of a
+    product, a passing board. Returns the 3-defect inspection."""
+    product = line.create_product(PRODUCT_NAME, px_per_mm=40.0)
+    line.seed([("spur", [500, 200, 520, 230])], product=product["id"])
+    line.seed([])
+    board = line.seed(
+        [("short", [100, 100, 140, 130]), ("pin-hole", [300, 300, 330, 360]), ("open", [200, 400, 230, 440])]
+    )
+    reviewed = line.http.post(
+        f"/api/v1/defects/{board['defects'][2]['id']}/review",
+        json={"decision": "confirm"},
+        headers={"Authorization": f"Bearer {line.api_key}"},
+    )
+    reviewed.raise_for_status()
+    return board
+
+
+def wait_for_view(page: Any, view: str, board: dict[str, Any]) -> None:
+    """Waits until `view` shows the seeded data (not only its fixed text)."""
+    if view == "live":
+        page.wait_for_function("document.querySelectorAll('.inspection-card').length === 3")
+        page.wait_for_function("document.getElementById('live-summary').textContent !== ''")
+    elif view == "review":  # the oldest pending defect first: the product board's spur
+        page.wait_for_function("Boolean(document.getElementById('review-crop').dataset.drawn)")
+    elif view == "board":
+        page.wait_for_selector('#board-markers[data-count="3"]')
+    else:
+        page.wait_for_selector("#pareto-chart .pareto-bar")
+
+
+def view_url(line: Line, view: str, board: dict[str, Any]) -> str:
+    return line.base_url + (f"/#board/{board['id']}" if view == "board" else f"/#{view}")
+
+
+@pytest.mark.parametrize("view", list(VIEW_TITLES))
+@pytest.mark.parametrize("lang", list(LOCALES))
+def test_each_view_renders_in_the_browser_language(
+    line: Line, open_page: PageFactory, shoot: Screenshot, lang: str, view: str
+) -> None:
+    """A Korean browser (navigator.languages ko-KR) gets Korean without choosing; any other gets English."""
+    board = seed_mixed_line(line)
+    browser_page = open_page(LOCALES[lang], timezone_id="Asia/Seoul")
+    page = browser_page.page
+    page.clock.set_fixed_time("2024-01-02T06:04:05Z")  # 15:04:05 in Seoul: an afternoon hour shows the 24-h clock
+    page.goto(view_url(line, view, board))
+    wait_for_view(page, view, board)
+    assert page.get_attribute("html", "lang") == lang
+    assert page.input_value("#lang-select") == lang
+    english, korean = VIEW_TITLES[view]
+    assert page.inner_text(f"#view-{view} h2").startswith(korean if lang == "ko" else english)
+    if view == "live":
+        counts = page.eval_on_selector_all(".inspection-card .defect-count", "cs => cs.map(c => c.textContent)")
+        assert counts == (
+            ["결함 3건", "결함 0건", "결함 1건"] if lang == "ko" else ["3 defects", "0 defects", "1 defect"]
+        )
+        summary = page.inner_text("#live-summary")
+        assert "15:04:05" in summary and not any(m in summary for m in ("PM", "AM", "오후", "오전"))
+        times = page.eval_on_selector_all(
+            ".inspection-card .card-row.muted span:last-child", "s => s.map(e => e.textContent)"
+        )
+        assert all(re.fullmatch(r"\d{2}:\d{2}:\d{2}", t) for t in times), times
+    if view == "board":
+        chips = page.eval_on_selector_all("#board-defects .type-chip", "cs => cs.map(c => c.textContent)")
+        assert chips == (["단락", "핀홀", "단선"] if lang == "ko" else ["short", "pin-hole", "open"])
+    if view == "stats":
+        assert page.inner_text('[data-stat="yield"] .tile-value') == "33.3%"
+    shoot(browser_page, f"{view}-{lang}")
+    assert browser_page.errors == []
+
+
+VISIBLE_TEXT_JS = """() => {
+  const texts = [document.title];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (node.textContent.trim() && parent && parent.checkVisibility({ visibilityProperty: true })) {
+      texts.push(node.textContent.trim());
+    }
+  }
+  for (const input of document.querySelectorAll("input[placeholder]")) {
+    if (input.checkVisibility()) texts.push(input.placeholder);
+  }
+  return texts.join("\\n");
+}"""
+
+# Every English string of the catalogue (plural forms flattened), paired with its Korean text, plus the
+# English defect type names: a string the same in both languages (a unit, a command) is not a leak.
+CATALOGUE_JS = """async () => {
+  const { MESSAGES } = await import("/static/messages.js");
+  const { DEFECT_TYPES } = await import("/static/defect_types.js");
+  const forms = (entry) => (typeof entry === "object" ? Object.values(entry) : [entry]);
+  const pairs = Object.keys(MESSAGES.en).map((key) => [forms(MESSAGES.en[key]), forms(MESSAGES.ko[key] ?? "")]);
+  const types = DEFECT_TYPES.map((t) => [[t.labels.en], [t.labels.ko]]);
+  return [...pairs, ...types].filter(([en, ko]) => en.join("|") !== ko.join("|")).flatMap(([en]) => en);
+}"""
+
+BRANDS_AND_UNITS = {"aoi", "API", "PCB", "ms", "mm", "px"}
+
+
+def english_fragments(messages: list[str]) -> set[str]:
+    """The literal parts of each English message (placeholders cut out), as an operator would read them."""
+    fragments = set()
+    for message in messages:
+        for part in re.split(r"\{\w+\}", message):
+            text = part.strip(" .,:;·()→–")
+            if len(re.findall(r"[A-Za-z]", text)) >= 2 and text not in BRANDS_AND_UNITS:
+                fragments.add(text)
+    return fragments
+
+
+def english_leaks(page: Any, data: list[str]) -> list[str]:
+    """Catalogue English found in the page's visible text, once the data shown as it is (ids, names) is cut."""
+    text = page.evaluate(VISIBLE_TEXT_JS)
+    for value in sorted(data, key=len, reverse=True):
+        text = text.replace(value, " ")
+    fragments = english_fragments(page.evaluate(CATALOGUE_JS))
+    return sorted(f for f in fragments if re.search(rf"(?<![A-Za-z]){re.escape(f)}(?![A-Za-z])", text))
+
+
+def test_korean_pages_show_no_english_ui_string(line: Line, open_page: PageFactory, shoot: Screenshot) -> None:
+    board = seed_mixed_line(line)
+    browser_page = open_page("ko-KR")
+    page = browser_page.page
+    data = [PRODUCT_NAME, MODEL_VERSION, *(f"board-{n:03d}" for n in range(1, 4))]
+    data += [d["id"] for d in board["defects"]] + [board["id"]]
+    for view in VIEW_TITLES:
+        page.goto(view_url(line, view, board))
+        wait_for_view(page, view, board)
+        assert english_leaks(page, data) == [], view
+    page.goto(view_url(line, "board", board))  # the tooltip of a marker
+    wait_for_view(page, "board", board)
+    page.hover('#board-markers .marker[data-type="short"]')
+    page.wait_for_selector("#board-tooltip:not([hidden])")
+    assert english_leaks(page, data) == []
+    page.goto(view_url(line, "review", board))  # a decision refused for want of a key: banner and note
+    wait_for_view(page, "review", board)
+    page.keyboard.press("c")
+    page.wait_for_selector("#error-banner:not([hidden])")
+    page.wait_for_function("document.getElementById('review-last').textContent !== ''")
+    pending = page.evaluate("document.getElementById('review-panel').dataset.defectId")
+    # The API's own words and the request's path are data too: the banner quotes them as they are.
+    server_detail = "this request writes data and needs 'Authorization: Bearer <api key>'"
+    assert english_leaks(page, [*data, server_detail, f"/api/v1/defects/{pending}/review"]) == []
+    assert "API 키" in page.inner_text("#error-banner")
+    shoot(browser_page, "review-401-ko")
+    assert browser_page.errors == []
+
+
+def test_the_language_switch_translates_in_place_and_persists_across_reloads(
+    line: Line, open_page: PageFactory, shoot: Screenshot
+) -> None:
+    board = seed_mixed_line(line)
+    browser_page = open_page("en-US")
+    page = browser_page.page
+    page.goto(view_url(line, "board", board))
+    wait_for_view(page, "board", board)
+    assert page.get_attribute("html", "lang") == "en"
+    page.select_option("#lang-select", "ko")
+    page.wait_for_selector("html[lang='ko']")
+    assert page.inner_text('nav a[data-view="board"]') == "보드"
+    assert "판정" in page.inner_text("#board-details")
+    assert page.eval_on_selector_all("#board-legend li", "ls => ls.map(l => l.textContent)")[:2] == ["단선", "단락"]
+    page.wait_for_selector('#board-markers[data-count="3"]')  # the markers stay on the board
+    assert page.evaluate("localStorage.getItem('aoi.lang')") == "ko"
+
+    page.reload()
+    wait_for_view(page, "board", board)
+    assert page.get_attribute("html", "lang") == "ko"
+    assert page.input_value("#lang-select") == "ko"
+    assert page.title() == "aoi · 라인 대시보드"
+    shoot(browser_page, "language-switch-ko-after-reload")
+
+    korean_browser = open_page("ko-KR").page  # a Korean browser that chose English keeps English
+    korean_browser.goto(line.base_url + "/#live")
+    korean_browser.wait_for_selector("html[lang='ko']")
+    korean_browser.select_option("#lang-select", "en")
+    korean_browser.wait_for_selector("html[lang='en']")
+    korean_browser.reload()
+    korean_browser.wait_for_selector(".inspection-card")
+    assert korean_browser.get_attribute("html", "lang") == "en"
+    assert korean_browser.inner_text("#view-live h2") == "Latest inspections"
+    assert browser_page.errors == []
+
+
+def test_api_docs_render_with_no_request_leaving_the_host(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
+    """The factory network has no internet: /docs and /redoc must load everything from the service."""
+    page = browser_page.page
+    outside: list[str] = []
+
+    def only_this_host(route: Any) -> None:
+        if route.request.url.startswith(line.base_url + "/") or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_host)
+    page.goto(line.base_url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title:has-text('aoi line service')")
+    page.wait_for_selector(".swagger-ui button.authorize")  # the bearer scheme is declared
+    page.wait_for_selector(".opblock-summary-path[data-path='/api/v1/inspections']")
+    shoot(browser_page, "api-docs-swagger")
+    page.goto(line.base_url + "/redoc")
+    page.wait_for_selector("h1:has-text('aoi line service')")
+    shoot(browser_page, "api-docs-redoc")
+    assert outside == []
+    assert browser_page.errors == []

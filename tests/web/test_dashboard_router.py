@@ -52,7 +52,25 @@ def test_every_imported_module_exists_in_the_flat_static_folder() -> None:
 
 def test_dashboard_type_colours_match_the_engine_overlay() -> None:
     source = (STATIC_DIR / "defect_types.js").read_text(encoding="utf-8")
-    colours = dict(re.findall(r'value: "([a-z-]+)", label: "[a-z-]+", color: "#([0-9a-f]{6})"', source))
+    colours = dict(re.findall(r'value: "([a-z-]+)", color: "#([0-9a-f]{6})"', source))
     assert list(colours) == [t.value for t in DefectType]  # keys 1-7 follow the DeepPCB codes
     for defect_type, (b, g, r) in TYPE_COLOURS_BGR.items():
         assert colours[defect_type.value] == f"{r:02x}{g:02x}{b:02x}"
+
+
+def test_every_defect_type_has_an_english_and_a_korean_name() -> None:
+    """The names live beside the colours (one catalogue), in the terms a Korean PCB engineer uses."""
+    source = (STATIC_DIR / "defect_types.js").read_text(encoding="utf-8")
+    names = {
+        value: (en, ko) for value, en, ko in re.findall(r'value: "([a-z-]+)".*en: "([^"]+)", ko: "([^"]+)"', source)
+    }
+    assert list(names) == [t.value for t in DefectType]
+    assert {value: ko for value, (_en, ko) in names.items()} == {
+        "open": "단선",
+        "short": "단락",
+        "mousebite": "마우스바이트",
+        "spur": "돌기",
+        "copper": "잔동",
+        "pin-hole": "핀홀",
+        "scratch": "스크래치",
+    }

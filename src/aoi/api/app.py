@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aoi import __version__
+from aoi.api.docs import install_offline_docs
 from aoi.api.errors import install_error_handlers
 from aoi.api.limits import BodySizeLimit
 from aoi.api.metrics import ServiceMetrics
@@ -84,7 +85,10 @@ def create_app(
         version=__version__,
         description="Real-time automated optical inspection: capture, inspect, store, review.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from CDNs; install_offline_docs serves them from here
+        redoc_url=None,
     )
+    install_offline_docs(app)
     app.state.services = svc
     install_error_handlers(app)
     for router in (products.router, inspections.router, stats.router):

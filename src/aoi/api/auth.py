@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from aoi.api.errors import ApiError
 from aoi.storage.keys import find_api_key
+
+# Declared in OpenAPI as `ApiKey` (HTTP bearer) on every endpoint that depends on require_write_key*, so
+# /docs shows the lock and its "Authorize" box. auto_error=False: the header is checked below, with 401s
+# that say what is wrong.
+API_KEY_SCHEME = HTTPBearer(
+    scheme_name="ApiKey",
+    bearerFormat="API key",
+    description="A key from `aoi keys create`, sent as `Authorization: Bearer <api key>`. Needed for every write.",
+    auto_error=False,
+)
 
 
 @dataclass(frozen=True)
@@ -22,12 +34,10 @@ class WriteKey:
         return f"api-key-{self.id}"
 
 
-def require_write_key(request: Request) -> str:
-    """FastAPI dependency: the key's label (the reviewer by default), or 401 before anything is written."""
-    return require_write_key_owner(request).label
-
-
-def require_write_key_owner(request: Request) -> WriteKey:
+def require_write_key_owner(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(API_KEY_SCHEME)] = None,
+) -> WriteKey:
     """FastAPI dependency: the writing API key, or 401 before anything is written."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -41,3 +51,8 @@ def require_write_key_owner(request: Request) -> WriteKey:
         if row is None:
             raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
         return WriteKey(row.id, row.label or f"key-{row.id}")
+
+
+def require_write_key(key: Annotated[WriteKey, Depends(require_write_key_owner)]) -> str:
+    """FastAPI dependency: the key's label (the reviewer by default), or 401 before anything is written."""
+    return key.label

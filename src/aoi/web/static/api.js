@@ -1,5 +1,7 @@
 // Talks to the aoi HTTP API (/api/v1). Every failure becomes an ApiError whose message an operator can act on.
 
+import { t } from "./i18n.js";
+
 const API_ROOT = "/api/v1";
 const KEY_STORAGE = "aoi.apiKey";
 
@@ -47,16 +49,16 @@ function detailText(detail) {
 function describeFailure(status, method, path, detail) {
   const text = detailText(detail);
   const what = `${method} ${path}`;
-  if (status === 0) return `Cannot reach the server (${what}): ${text || "network error"}. Is aoi serve running?`;
+  const suffix = text ? ": " + text : "";
+  if (status === 0) return t("error.unreachable", { what, detail: text || t("error.network") });
   if (status === 401 || status === 403) {
-    const hint = getApiKey()
-      ? "The stored API key was refused; paste a valid key (from `aoi keys create`) in the API key box."
-      : "No API key is stored; paste one (from `aoi keys create`) in the API key box.";
-    return `${status} ${text || "not authorised"} (${what}). ${hint}`;
+    const command = "`aoi keys create`";
+    const hint = getApiKey() ? t("error.key_refused", { command }) : t("error.key_missing", { command });
+    return t("error.unauthorised", { status, detail: text || t("error.not_authorised"), what, hint });
   }
-  if (status === 404) return `404 not found (${what})${text ? ": " + text : ""}.`;
-  if (status >= 500) return `Server error ${status} (${what})${text ? ": " + text : ""}. The server log has the details.`;
-  return `${status} ${text || "request refused"} (${what}).`;
+  if (status === 404) return t("error.not_found", { what, detail: suffix });
+  if (status >= 500) return t("error.server", { status, what, detail: suffix });
+  return t("error.refused", { status, detail: text || t("error.request_refused"), what });
 }
 
 async function request(method, path, { params, body, auth = false } = {}) {

@@ -1,18 +1,29 @@
-// Dashboard entry point: hash routing between the four views, and the API key form.
+// Dashboard entry point: hash routing between the four views, the API key form and the language switch.
 
 import { getApiKey, setApiKey } from "./api.js";
 import { installBanner } from "./banner.js";
 import { createBoardView } from "./board.js";
+import { DEFECT_TYPES, typeLabel } from "./defect_types.js";
+import { el } from "./dom.js";
+import { applyStatic, getLanguage, LANGUAGES, languageName, setLanguage, t } from "./i18n.js";
 import { createLiveView } from "./live.js";
 import { createReviewView } from "./review.js";
 import { createStatsView } from "./stats.js";
+
+// Fills the fixed text of index.html (data-i18n*) in the chosen language; `<html lang>` follows.
+function translatePage() {
+  applyStatic(document, {
+    command: "`aoi keys create`",
+    types: DEFECT_TYPES.map((type) => typeLabel(type.value)).join(", "),
+  });
+}
 
 function installKeyForm() {
   const form = document.getElementById("key-form");
   const input = document.getElementById("api-key");
   const state = document.getElementById("key-state");
   const showState = () => {
-    state.textContent = getApiKey() ? "key stored" : "no key: reviews cannot be saved";
+    state.textContent = getApiKey() ? t("key.stored") : t("key.missing");
     state.classList.toggle("missing", !getApiKey());
   };
   form.addEventListener("submit", (event) => {
@@ -27,11 +38,26 @@ function installKeyForm() {
     showState();
   });
   showState();
+  return { relabel: showState };
+}
+
+// Switching re-renders in place (no reload): the page's fixed text, then each view from the data it holds.
+function installLanguageSwitch(relabelAll) {
+  const select = document.getElementById("lang-select");
+  select.replaceChildren(
+    ...LANGUAGES.map((lang) => el("option", { value: lang, lang, selected: lang === getLanguage() }, languageName(lang))),
+  );
+  select.addEventListener("change", () => {
+    setLanguage(select.value);
+    translatePage();
+    relabelAll();
+  });
 }
 
 function main() {
+  translatePage();
   installBanner();
-  installKeyForm();
+  const keyForm = installKeyForm();
   const reviewCount = document.getElementById("review-count");
   const views = {
     live: createLiveView(),
@@ -57,6 +83,12 @@ function main() {
     document.body.dataset.view = next;
   }
 
+  installLanguageSwitch(() => {
+    keyForm.relabel();
+    for (const view of Object.values(views)) view.relabel();
+    document.body.dataset.lang = getLanguage();
+  });
+  document.body.dataset.lang = getLanguage();
   window.addEventListener("hashchange", route);
   views.review.startBackground();
   route();

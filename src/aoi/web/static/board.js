@@ -2,9 +2,18 @@
 
 import { getInspection, listInspections, overlayUrl } from "./api.js";
 import { clearError, showError } from "./banner.js";
-import { DEFECT_TYPES, typeColor } from "./defect_types.js";
+import { DEFECT_TYPES, typeColor, typeLabel } from "./defect_types.js";
 import { detailsList, el } from "./dom.js";
-import { boxText, imageSizeWh, inspectionTimeText, productText, reviewText, timingsText } from "./records.js";
+import { formatNumber, formatPercent, t } from "./i18n.js";
+import {
+  boxText,
+  imageSizeWh,
+  inspectionTimeText,
+  productText,
+  reviewText,
+  timingsText,
+  verdictText,
+} from "./records.js";
 
 const CHOICES_LIMIT = 50;
 
@@ -20,18 +29,24 @@ export function createBoardView() {
   const tableBody = document.querySelector("#board-defects tbody");
   const empty = document.getElementById("board-empty");
 
-  legend.replaceChildren(
-    ...DEFECT_TYPES.map((t) => el("li", {}, el("span", { class: "swatch", style: { background: t.color } }), t.label)),
-  );
+  function drawLegend() {
+    legend.replaceChildren(
+      ...DEFECT_TYPES.map((type) =>
+        el("li", {}, el("span", { class: "swatch", style: { background: type.color } }), typeLabel(type.value)),
+      ),
+    );
+  }
+  drawLegend();
 
   let shownId = null;
+  let shown = null; // {inspection, choices}: what is on screen, re-rendered as it is on a language switch
 
   function showTooltip(marker, defect) {
     tooltip.replaceChildren(
-      el("strong", {}, defect.type),
-      el("div", {}, `confidence ${(defect.confidence * 100).toFixed(1)} %`),
-      el("div", {}, `box ${boxText(defect.box_mm, 2)} mm`),
-      el("div", {}, `review: ${reviewText(defect)}`),
+      el("strong", {}, typeLabel(defect.type)),
+      el("div", {}, t("board.tip_confidence", { value: formatPercent(defect.confidence, 1) })),
+      el("div", {}, t("board.tip_box", { box: boxText(defect.box_mm, 2) })),
+      el("div", {}, t("board.tip_review", { review: reviewText(defect) })),
     );
     tooltip.hidden = false;
     const stageBox = stage.getBoundingClientRect();
@@ -50,7 +65,7 @@ export function createBoardView() {
         const marker = el("div", {
           class: "marker",
           tabindex: "0",
-          "aria-label": `${defect.type} ${(defect.confidence * 100).toFixed(0)} %`,
+          "aria-label": `${typeLabel(defect.type)} ${formatPercent(defect.confidence, 0)}`,
           dataset: { type: defect.type, index: String(i + 1), defectId: defect.id ?? "" },
           style: {
             left: `${(x1 / width) * 100}%`,
@@ -73,20 +88,26 @@ export function createBoardView() {
 
   function render(inspection) {
     shownId = inspection.id;
+    shown = { ...shown, inspection };
     title.textContent = inspection.image_id || inspection.id;
     tooltip.hidden = true;
     markers.replaceChildren();
     delete markers.dataset.count;
     image.onload = () => drawMarkers(inspection);
-    image.onerror = () => showError(new Error(`The board image of inspection ${inspection.id} could not be loaded.`), "board-image");
+    image.onerror = () => showError(new Error(t("board.image_failed", { id: inspection.id })), "board-image");
     image.src = overlayUrl(inspection.id);
+    describe(inspection);
+  }
+
+  // The text beside the image: details and the defect table (redrawn alone on a language switch).
+  function describe(inspection) {
     detailsList(details, [
-      ["verdict", el("span", { class: `badge verdict-${inspection.verdict}` }, String(inspection.verdict).toUpperCase())],
-      ["product", productText(inspection)],
-      ["time", inspectionTimeText(inspection)],
-      ["defects", String((inspection.defects || []).length)],
-      ["timings", timingsText(inspection)],
-      ["model", inspection.model_version || "–"],
+      [t("field.verdict"), el("span", { class: `badge verdict-${inspection.verdict}` }, verdictText(inspection.verdict))],
+      [t("field.product"), productText(inspection)],
+      [t("field.time"), inspectionTimeText(inspection)],
+      [t("field.defects"), formatNumber((inspection.defects || []).length)],
+      [t("field.timings"), timingsText(inspection)],
+      [t("field.model"), inspection.model_version || t("value.none")],
     ]);
     tableBody.replaceChildren(
       ...(inspection.defects || []).map((defect, i) =>
@@ -94,8 +115,8 @@ export function createBoardView() {
           "tr",
           { dataset: { type: defect.type } },
           el("td", {}, String(i + 1)),
-          el("td", {}, el("span", { class: "type-chip", style: { "--chip": typeColor(defect.type) } }, defect.type)),
-          el("td", {}, `${(defect.confidence * 100).toFixed(0)} %`),
+          el("td", {}, el("span", { class: "type-chip", style: { "--chip": typeColor(defect.type) } }, typeLabel(defect.type))),
+          el("td", {}, formatPercent(defect.confidence, 0)),
           el("td", {}, boxText(defect.box_mm, 2)),
           el("td", {}, reviewText(defect)),
         ),
@@ -103,16 +124,25 @@ export function createBoardView() {
     );
   }
 
-  async function fillChoices(selectedId) {
-    const inspections = await listInspections({ limit: CHOICES_LIMIT });
+  function drawChoices(inspections, selectedId) {
+    shown = { ...shown, choices: inspections };
     select.replaceChildren(
       ...inspections.map((i) =>
-        el("option", { value: i.id, selected: i.id === selectedId }, `${inspectionTimeText(i)} · ${i.verdict} · ${i.image_id || i.id}`),
+        el(
+          "option",
+          { value: i.id, selected: i.id === selectedId },
+          `${inspectionTimeText(i)} · ${verdictText(i.verdict)} · ${i.image_id || i.id}`,
+        ),
       ),
     );
     if (selectedId && !inspections.some((i) => i.id === selectedId)) {
       select.prepend(el("option", { value: selectedId, selected: true }, selectedId));
     }
+  }
+
+  async function fillChoices(selectedId) {
+    const inspections = await listInspections({ limit: CHOICES_LIMIT });
+    drawChoices(inspections, selectedId);
     return inspections;
   }
 
@@ -135,5 +165,14 @@ export function createBoardView() {
     if (select.value && select.value !== shownId) window.location.hash = `#board/${select.value}`;
   });
 
-  return { show, hide() {} };
+  function relabel() {
+    drawLegend();
+    if (shown?.choices) drawChoices(shown.choices, select.value);
+    if (!shown?.inspection) return;
+    describe(shown.inspection);
+    tooltip.hidden = true;
+    if (image.complete && image.naturalWidth > 0 && markers.dataset.count !== undefined) drawMarkers(shown.inspection);
+  }
+
+  return { show, hide() {}, relabel };
 }

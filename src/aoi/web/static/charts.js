@@ -1,7 +1,8 @@
 // Two small SVG charts drawn by hand (no chart library: the line machines have no internet and no build step).
 
-import { typeColor } from "./defect_types.js";
+import { typeColor, typeLabel } from "./defect_types.js";
 import { svg } from "./dom.js";
+import { formatDateTime, formatHour, formatNumber, formatPercent, t } from "./i18n.js";
 
 const WIDTH = 560;
 const HEIGHT = 300;
@@ -19,6 +20,8 @@ function countTicks(maxValue) {
 }
 
 const PERCENT_TICKS = [0, 25, 50, 75, 100];
+const percentTick = (v) => formatPercent(v / 100, 0);
+const countTick = (v) => formatNumber(v);
 
 function frame(label) {
   return svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "chart-svg", role: "img", "aria-label": label });
@@ -47,16 +50,16 @@ export function paretoChart(counts) {
   const entries = Object.entries(counts)
     .filter(([, n]) => n > 0)
     .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-  const root = frame("defects by type, Pareto chart");
-  if (!entries.length) return emptyChart(root, "no defects yet");
+  const root = frame(t("chart.pareto_label"));
+  if (!entries.length) return emptyChart(root, t("chart.no_defects"));
   const total = entries.reduce((sum, [, n]) => sum + n, 0);
 
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
   const slot = plotW / entries.length;
   const barW = Math.min(slot * 0.7, 64);
-  const maxCount = yAxis(root, countTicks(entries[0][1]), String, "left");
-  yAxis(root, PERCENT_TICKS, (v) => `${v}%`, "right");
+  const maxCount = yAxis(root, countTicks(entries[0][1]), countTick, "left");
+  yAxis(root, PERCENT_TICKS, percentTick, "right");
   let cumulative = 0;
   const points = [];
   entries.forEach(([type, n], i) => {
@@ -65,11 +68,11 @@ export function paretoChart(counts) {
     const bar = svg(
       "rect",
       { x: cx - barW / 2, y: MARGIN.top + plotH - h, width: barW, height: h, fill: typeColor(type), class: "pareto-bar", "data-type": type, "data-count": n },
-      svg("title", {}, `${type}: ${n} (${((100 * n) / total).toFixed(1)} %)`),
+      svg("title", {}, t("chart.bar_title", { type: typeLabel(type), count: formatNumber(n), share: formatPercent(n / total, 1) })),
     );
     root.append(bar);
-    root.append(svg("text", { x: cx, y: MARGIN.top + plotH - h - 4, "text-anchor": "middle", class: "bar-value" }, String(n)));
-    root.append(svg("text", { x: cx, y: HEIGHT - MARGIN.bottom + 16, "text-anchor": "middle", class: "tick" }, type));
+    root.append(svg("text", { x: cx, y: MARGIN.top + plotH - h - 4, "text-anchor": "middle", class: "bar-value" }, formatNumber(n)));
+    root.append(svg("text", { x: cx, y: HEIGHT - MARGIN.bottom + 16, "text-anchor": "middle", class: "tick" }, typeLabel(type)));
     cumulative += n;
     points.push([cx, MARGIN.top + plotH - (plotH * cumulative) / total]);
   });
@@ -80,13 +83,13 @@ export function paretoChart(counts) {
 
 // hours: [{hour: Date, total, passed}] in time order. Yield in percent per hour, with the volume as faint bars.
 export function yieldTrendChart(hours) {
-  const root = frame("yield per hour");
-  if (!hours.length) return emptyChart(root, "no inspections yet");
+  const root = frame(t("chart.trend_label"));
+  if (!hours.length) return emptyChart(root, t("chart.no_inspections"));
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
   const slot = plotW / hours.length;
-  yAxis(root, PERCENT_TICKS, (v) => `${v}%`, "left");
-  const maxTotal = yAxis(root, countTicks(Math.max(...hours.map((h) => h.total))), String, "right");
+  yAxis(root, PERCENT_TICKS, percentTick, "left");
+  const maxTotal = yAxis(root, countTicks(Math.max(...hours.map((h) => h.total))), countTick, "right");
   const labelEvery = Math.ceil(hours.length / 12);
   const points = hours.map((h, i) => {
     const cx = MARGIN.left + slot * i + slot / 2;
@@ -94,8 +97,7 @@ export function yieldTrendChart(hours) {
     const barW = Math.min(slot * 0.7, 48);
     root.append(svg("rect", { x: cx - barW / 2, y: MARGIN.top + plotH - volumeH, width: barW, height: volumeH, class: "volume-bar" }));
     if (i % labelEvery === 0) {
-      const text = `${String(h.hour.getHours()).padStart(2, "0")}:00`;
-      root.append(svg("text", { x: cx, y: HEIGHT - MARGIN.bottom + 16, "text-anchor": "middle", class: "tick" }, text));
+      root.append(svg("text", { x: cx, y: HEIGHT - MARGIN.bottom + 16, "text-anchor": "middle", class: "tick" }, formatHour(h.hour)));
     }
     const ratio = h.total ? h.passed / h.total : 0;
     return { x: cx, y: MARGIN.top + plotH - plotH * ratio, ratio, h };
@@ -106,10 +108,14 @@ export function yieldTrendChart(hours) {
       svg(
         "circle",
         { cx: p.x, cy: p.y, r: 4, class: "yield-point", "data-yield": p.ratio.toFixed(4) },
-        svg("title", {}, `${p.h.hour.toLocaleString()}: ${(p.ratio * 100).toFixed(1)} % of ${p.h.total}`),
+        svg(
+          "title",
+          {},
+          t("chart.point_title", { time: formatDateTime(p.h.hour), yield: formatPercent(p.ratio, 1), count: p.h.total }),
+        ),
       ),
     );
   }
-  root.append(svg("text", { x: MARGIN.left, y: HEIGHT - 8, class: "axis-note" }, "line: yield %  ·  bars: inspections"));
+  root.append(svg("text", { x: MARGIN.left, y: HEIGHT - 8, class: "axis-note" }, t("chart.axis_note")));
   return root;
 }

@@ -1,5 +1,7 @@
 // Loads images once per URL (the review queue draws several crops from the same board image).
 
+import { t } from "./i18n.js";
+
 const MAX_ENTRIES = 48;
 const cache = new Map();
 
@@ -15,7 +17,7 @@ export function loadImage(url) {
     image.onload = () => resolve(image);
     image.onerror = () => {
       cache.delete(url);
-      reject(new Error(`could not load image ${url}`));
+      reject(new Error(t("error.image", { url })));
     };
     image.src = url;
   });

@@ -3,31 +3,41 @@
 import { listInspections, overlayUrl } from "./api.js";
 import { clearError, showError } from "./banner.js";
 import { el } from "./dom.js";
-import { inspectionTimeText, productText, timingsText, totalMs } from "./records.js";
+import { formatNumber, formatTime, t } from "./i18n.js";
 import { Poller } from "./poller.js";
+import { inspectionTimeText, productText, timingsText, totalMs, verdictText } from "./records.js";
 
 const LIVE_LIMIT = 24;
 const POLL_MS = 1500;
 
 function verdictBadge(verdict) {
-  return el("span", { class: `badge verdict-${verdict}` }, String(verdict).toUpperCase());
+  return el("span", { class: `badge verdict-${verdict}` }, verdictText(verdict));
 }
 
 function inspectionCard(inspection) {
   const ms = totalMs(inspection);
   const defects = inspection.defects || [];
-  const image = el("img", { class: "overlay", alt: `overlay of inspection ${inspection.id}`, src: overlayUrl(inspection.id) });
+  const image = el("img", { class: "overlay", alt: t("live.overlay_alt", { id: inspection.id }), src: overlayUrl(inspection.id) });
   image.addEventListener("error", () => card.classList.add("overlay-missing"));
   const card = el(
     "a",
     { class: "inspection-card", href: `#board/${inspection.id}`, dataset: { id: inspection.id, verdict: inspection.verdict } },
-    el("div", { class: "thumb" }, image, el("span", { class: "thumb-missing" }, "overlay unavailable")),
+    el("div", { class: "thumb" }, image, el("span", { class: "thumb-missing" }, t("live.overlay_missing"))),
     el(
       "div",
       { class: "card-body" },
-      el("div", { class: "card-row" }, verdictBadge(inspection.verdict), el("span", { class: "defect-count" }, `${defects.length} defect${defects.length === 1 ? "" : "s"}`)),
+      el(
+        "div",
+        { class: "card-row" },
+        verdictBadge(inspection.verdict),
+        el("span", { class: "defect-count" }, t("live.defects", { count: defects.length })),
+      ),
       el("div", { class: "card-row muted" }, el("span", {}, productText(inspection)), el("span", {}, inspectionTimeText(inspection))),
-      el("div", { class: "card-row muted timings", title: timingsText(inspection) }, ms === null ? "–" : `${ms.toFixed(1)} ms total`),
+      el(
+        "div",
+        { class: "card-row muted timings", title: timingsText(inspection) },
+        ms === null ? t("value.none") : t("live.total_ms", { ms: formatNumber(ms, 1) }),
+      ),
       el("div", { class: "card-id muted" }, inspection.image_id || inspection.id),
     ),
   );
@@ -42,17 +52,10 @@ export function createLiveView() {
 
   // Cards are keyed by id and reused, so images already loaded do not flicker on every poll.
   const cards = new Map();
+  let shown = null; // {inspections, updated}: what is on screen, re-rendered as it is on a language switch
 
-  async function refresh() {
-    if (paused.checked) return;
-    let inspections;
-    try {
-      inspections = await listInspections({ limit: LIVE_LIMIT });
-      clearError("live");
-    } catch (err) {
-      showError(err, "live");
-      return;
-    }
+  function render(inspections, updated) {
+    shown = { inspections, updated };
     const wanted = new Set(inspections.map((i) => i.id));
     for (const [id, card] of cards) {
       if (!wanted.has(id)) {
@@ -70,8 +73,21 @@ export function createLiveView() {
     empty.hidden = inspections.length > 0;
     const failed = inspections.filter((i) => i.verdict === "fail").length;
     summary.textContent = inspections.length
-      ? `${inspections.length} latest · ${failed} fail · updated ${new Date().toLocaleTimeString()}`
+      ? t("live.summary", { count: formatNumber(inspections.length), failed: formatNumber(failed), time: formatTime(updated) })
       : "";
+  }
+
+  async function refresh() {
+    if (paused.checked) return;
+    let inspections;
+    try {
+      inspections = await listInspections({ limit: LIVE_LIMIT });
+      clearError("live");
+    } catch (err) {
+      showError(err, "live");
+      return;
+    }
+    render(inspections, new Date());
   }
 
   const poller = new Poller(refresh, POLL_MS);
@@ -81,6 +97,11 @@ export function createLiveView() {
     },
     hide() {
       poller.stop();
+    },
+    relabel() {
+      for (const card of cards.values()) card.remove();
+      cards.clear();
+      if (shown) render(shown.inspections, shown.updated);
     },
   };
 }

@@ -1,8 +1,14 @@
-// Reads the API's inspection/defect JSON in one place, so the views never spell field names themselves.
+// Reads the API's inspection/defect JSON in one place, so the views never spell field names themselves,
+// and says it in the chosen language (i18n.js) with the chosen language's time and number formats.
+
+import { typeLabel } from "./defect_types.js";
+import { formatNumber, formatTime, t } from "./i18n.js";
+
+const STAGE_KEYS = new Set(["register", "candidates", "classify", "total"]);
 
 export function inspectionTimeText(inspection) {
   const created = inspection.created_at ? new Date(inspection.created_at) : null;
-  return created && !Number.isNaN(created.getTime()) ? created.toLocaleTimeString() : "–";
+  return created && !Number.isNaN(created.getTime()) ? formatTime(created) : t("value.none");
 }
 
 export function totalMs(inspection) {
@@ -11,10 +17,19 @@ export function totalMs(inspection) {
   return Number.isFinite(total) ? total : null;
 }
 
+// A stage the catalogue knows is named in the chosen language; a new one shows as the engine spells it.
+function stageName(stage) {
+  return STAGE_KEYS.has(stage) ? t(`stage.${stage}`) : stage;
+}
+
 export function timingsText(inspection) {
   const timings = inspection.timings_ms || {};
-  const parts = Object.entries(timings).map(([stage, ms]) => `${stage} ${Number(ms).toFixed(1)}`);
-  return parts.length ? parts.join(" · ") + " ms" : "–";
+  const parts = Object.entries(timings).map(([stage, ms]) => `${stageName(stage)} ${formatNumber(Number(ms), 1)}`);
+  return parts.length ? t("unit.ms", { value: parts.join(" · ") }) : t("value.none");
+}
+
+export function verdictText(verdict) {
+  return verdict === "pass" || verdict === "fail" ? t(`verdict.${verdict}`) : String(verdict).toUpperCase();
 }
 
 export function imageSizeWh(inspection) {
@@ -24,7 +39,7 @@ export function imageSizeWh(inspection) {
 }
 
 export function productText(inspection) {
-  return inspection.product_name || inspection.product || "–";
+  return inspection.product_name || inspection.product || t("value.none");
 }
 
 // The review of a defect ({status: confirmed | false_call | reclassified, type, reviewed_by, reviewed_at}),
@@ -35,11 +50,12 @@ export function defectReview(defect) {
 
 export function reviewText(defect) {
   const review = defectReview(defect);
-  if (!review) return "pending";
-  if (review.status === "reclassified") return `reclassified → ${review.type}`;
-  return review.status.replace("_", " ");
+  if (!review) return t("review.pending");
+  if (review.status === "reclassified") return t("review.reclassified", { type: typeLabel(review.type) });
+  if (review.status === "confirmed" || review.status === "false_call") return t(`review.${review.status}`);
+  return String(review.status);
 }
 
 export function boxText(box, digits) {
-  return Array.isArray(box) ? "[" + box.map((v) => Number(v).toFixed(digits)).join(", ") + "]" : "–";
+  return Array.isArray(box) ? "[" + box.map((v) => formatNumber(Number(v), digits, false)).join(", ") + "]" : t("value.none");
 }

@@ -2,8 +2,9 @@
 
 import { listInspections, overlayUrl, reviewDefect } from "./api.js";
 import { clearError, showError } from "./banner.js";
-import { DEFECT_TYPES, typeByKey, typeColor } from "./defect_types.js";
+import { DEFECT_TYPES, typeByKey, typeColor, typeLabel } from "./defect_types.js";
 import { detailsList, el } from "./dom.js";
+import { formatPercent, t } from "./i18n.js";
 import { loadImage } from "./image_cache.js";
 import { Poller } from "./poller.js";
 import { boxText, defectReview, imageSizeWh, productText } from "./records.js";
@@ -125,21 +126,21 @@ export function createReviewView({ onQueueSize }) {
     const item = current();
     empty.hidden = item !== null;
     panel.hidden = item === null;
-    position.textContent = item ? `defect ${index + 1} of ${queue.length} unreviewed` : "";
+    position.textContent = item ? t("review.position", { index: index + 1, count: queue.length }) : "";
     if (!item) return;
     const { defect, inspection } = item;
     if (panel.dataset.defectId === defect.id) return; // already showing it; avoid redrawing on every poll
     panel.dataset.defectId = defect.id;
     panel.dataset.defectType = defect.type;
     detailsList(details, [
-      ["type", el("span", { class: "type-chip", style: { "--chip": typeColor(defect.type) } }, defect.type)],
-      ["confidence", `${(defect.confidence * 100).toFixed(1)} %`],
-      ["box (px)", boxText(defect.box_px, 0)],
-      ["box (mm)", boxText(defect.box_mm, 2)],
-      ["inspection", el("a", { href: `#board/${inspection.id}` }, inspection.image_id || inspection.id)],
-      ["product", productText(inspection)],
+      [t("field.type"), el("span", { class: "type-chip", style: { "--chip": typeColor(defect.type) } }, typeLabel(defect.type))],
+      [t("field.confidence"), formatPercent(defect.confidence, 1)],
+      [t("field.box_px"), boxText(defect.box_px, 0)],
+      [t("field.box_mm"), boxText(defect.box_mm, 2)],
+      [t("field.inspection"), el("a", { href: `#board/${inspection.id}` }, inspection.image_id || inspection.id)],
+      [t("field.product"), productText(inspection)],
     ]);
-    clearCanvas(crop, "loading…");
+    clearCanvas(crop, t("review.loading"));
     clearCanvas(context, "");
     loadImage(overlayUrl(inspection.id))
       .then((image) => {
@@ -148,7 +149,7 @@ export function createReviewView({ onQueueSize }) {
         drawContext(context, image, inspection, defect);
       })
       .catch((err) => {
-        clearCanvas(crop, "board image unavailable");
+        clearCanvas(crop, t("review.image_missing"));
         showError(err, "review-image");
       });
   }
@@ -164,13 +165,12 @@ export function createReviewView({ onQueueSize }) {
       decidedHere.add(item.defect.id);
       queue.splice(index, 1);
       index = Math.min(index, Math.max(queue.length - 1, 0));
-      const what = decision === "reclassify" ? `reclassified as ${newType}` : decision === "confirm" ? "confirmed" : "marked false call";
-      last.textContent = `${item.defect.type} defect ${what}.`;
+      last.textContent = t(`review.done_${decision}`, { type: typeLabel(item.defect.type), new_type: typeLabel(newType) });
       onQueueSize(queue.length);
       render();
     } catch (err) {
       showError(err, "review-post");
-      last.textContent = "Not saved: see the message above.";
+      last.textContent = t("review.not_saved");
     } finally {
       busy = false;
       panel.classList.remove("busy");
@@ -196,21 +196,34 @@ export function createReviewView({ onQueueSize }) {
     if (handled) event.preventDefault();
   }
 
-  actions.replaceChildren(
-    el("button", { type: "button", class: "action confirm", "data-action": "confirm", onclick: () => decide("confirm") }, "Confirm (C)"),
-    el("button", { type: "button", class: "action reject", "data-action": "false_call", onclick: () => decide("false_call") }, "False call (R)"),
-    el(
-      "div",
-      { class: "reclassify" },
-      DEFECT_TYPES.map((t, i) =>
-        el(
-          "button",
-          { type: "button", class: "action", "data-action": `reclassify:${t.value}`, style: { "--chip": t.color }, onclick: () => decide("reclassify", t.value) },
-          `${i + 1} ${t.label}`,
+  function drawActions() {
+    actions.replaceChildren(
+      el("button", { type: "button", class: "action confirm", "data-action": "confirm", onclick: () => decide("confirm") }, t("review.confirm_button")),
+      el(
+        "button",
+        { type: "button", class: "action reject", "data-action": "false_call", onclick: () => decide("false_call") },
+        t("review.reject_button"),
+      ),
+      el(
+        "div",
+        { class: "reclassify" },
+        DEFECT_TYPES.map((type, i) =>
+          el(
+            "button",
+            {
+              type: "button",
+              class: "action",
+              "data-action": `reclassify:${type.value}`,
+              style: { "--chip": type.color },
+              onclick: () => decide("reclassify", type.value),
+            },
+            `${i + 1} ${typeLabel(type.value)}`,
+          ),
         ),
       ),
-    ),
-  );
+    );
+  }
+  drawActions();
   document.addEventListener("keydown", onKey);
 
   const poller = new Poller(refresh, POLL_MS);
@@ -225,6 +238,12 @@ export function createReviewView({ onQueueSize }) {
     hide() {
       visible = false;
       poller.intervalMs = BACKGROUND_POLL_MS;
+    },
+    relabel() {
+      drawActions();
+      last.textContent = "";
+      delete panel.dataset.defectId;
+      if (visible) render();
     },
     startBackground() {
       poller.intervalMs = BACKGROUND_POLL_MS;

@@ -4,6 +4,7 @@ import { getStats, listProducts } from "./api.js";
 import { clearError, showError } from "./banner.js";
 import { paretoChart, yieldTrendChart } from "./charts.js";
 import { el } from "./dom.js";
+import { formatNumber, formatPercent, t } from "./i18n.js";
 import { Poller } from "./poller.js";
 
 const POLL_MS = 5000;
@@ -30,17 +31,41 @@ export function createStatsView() {
   const pareto = document.getElementById("pareto-chart");
   const trend = document.getElementById("yield-chart");
 
+  let products = [];
+  let shown = null; // the last stats drawn, drawn again as they are on a language switch
+
+  function drawProducts() {
+    const chosen = productSelect.value;
+    productSelect.replaceChildren(
+      el("option", { value: "" }, t("stats.all_products")),
+      ...products.map((p) => el("option", { value: p.id, selected: p.id === chosen }, p.name || p.id)),
+    );
+  }
+
   async function fillProducts() {
     try {
-      const products = await listProducts();
-      const chosen = productSelect.value;
-      productSelect.replaceChildren(
-        el("option", { value: "" }, "all products"),
-        ...products.map((p) => el("option", { value: p.id, selected: p.id === chosen }, p.name || p.id)),
-      );
+      products = await listProducts();
+      drawProducts();
     } catch (err) {
       showError(err, "stats-products");
     }
+  }
+
+  function draw(stats) {
+    shown = stats;
+    const { overall, reviews } = stats;
+    const yieldText = overall.total ? formatPercent(overall.passed / overall.total, 1) : t("value.none");
+    const defectTotal = Object.values(stats.byType).reduce((sum, n) => sum + Number(n), 0);
+    const pending = reviews?.pending;
+    summary.replaceChildren(
+      tile(t("stats.yield"), yieldText, "yield"),
+      tile(t("stats.inspections"), formatNumber(overall.total), "total"),
+      tile(t("stats.failed"), formatNumber(overall.failed), "failed"),
+      tile(t("stats.defects"), formatNumber(defectTotal), "defects"),
+      reviews ? tile(t("stats.pending"), pending == null ? t("value.none") : formatNumber(pending), "pending") : null,
+    );
+    pareto.replaceChildren(paretoChart(stats.byType));
+    trend.replaceChildren(yieldTrendChart(stats.hours));
   }
 
   async function refresh() {
@@ -52,18 +77,7 @@ export function createStatsView() {
       showError(err, "stats");
       return;
     }
-    const { overall, reviews } = stats;
-    const yieldText = overall.total ? `${((100 * overall.passed) / overall.total).toFixed(1)} %` : "–";
-    const defectTotal = Object.values(stats.byType).reduce((sum, n) => sum + Number(n), 0);
-    summary.replaceChildren(
-      tile("yield", yieldText, "yield"),
-      tile("inspections", String(overall.total), "total"),
-      tile("failed", String(overall.failed), "failed"),
-      tile("defects (excl. false calls)", String(defectTotal), "defects"),
-      reviews ? tile("awaiting review", String(reviews.pending ?? "–"), "pending") : null,
-    );
-    pareto.replaceChildren(paretoChart(stats.byType));
-    trend.replaceChildren(yieldTrendChart(stats.hours));
+    draw(stats);
   }
 
   productSelect.addEventListener("change", () => refresh());
@@ -75,6 +89,10 @@ export function createStatsView() {
     },
     hide() {
       poller.stop();
+    },
+    relabel() {
+      drawProducts();
+      if (shown) draw(shown);
     },
   };
 }
