@@ -248,12 +248,16 @@ class Inspector:
         product: str | None = None,
         origin_px: tuple[float, float] = (0.0, 0.0),
         threshold: float | None = None,
+        candidates: CandidateConfig | None = None,
+        registration: RegistrationConfig | None = None,
     ) -> InspectionResult:
+        """One typed result. `candidates` / `registration` are a product's capture setup (see `detect`)."""
         t0 = time.perf_counter()
         test = validate_image(test, f"{image_id} (tested image)")
         template = validate_image(template, f"{image_id} (template)")
         cut = self.bundle.meta.threshold if threshold is None else threshold
-        found, analysed, classify_ms = self.detect(test, template, score_floor=min(cut, self.bundle.meta.score_floor))
+        floor = min(cut, self.bundle.meta.score_floor)
+        found, analysed, classify_ms = self.detect(test, template, floor, candidates, registration)
         defects = tuple(d.with_mm(px_per_mm, origin_px) for d in found if d.confidence >= cut)
         verdict = (rules or VerdictRules()).verdict(defects, px_per_mm) if defects else Verdict.PASS
         timings = dict(analysed.timings_ms)
