@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from aoi.data.images import validate_image
-from aoi.registration import RegistrationError
+from aoi.detection.candidates import CandidateConfig
+from aoi.registration import RegistrationConfig, RegistrationError
 from aoi.schema import Defect, DefectType, InspectionFailure, InspectionResult
 from aoi.verdict import VerdictRules
 
@@ -28,7 +29,8 @@ class FakeInspector:
     Brighter in the test -> SHORT, darker -> OPEN. `delay_s` simulates model time (sleep releases
     the GIL like onnxruntime does); `gate` (an Event) makes inspect wait until it is set;
     `model_version` is what results (and a service's /health) report; `stage_ms` the engine stages
-    (and times) each result's `timings_ms` names besides "total".
+    (and times) each result's `timings_ms` names besides "total". `capture_calls` records the capture
+    setup (`candidates`, `registration`) of every call, in call order.
     """
 
     model_version = "fake-diff-1"
@@ -46,6 +48,7 @@ class FakeInspector:
         self.delay_s = delay_s
         self.gate = gate
         self.calls = 0
+        self.capture_calls: list[tuple[CandidateConfig | None, RegistrationConfig | None]] = []
         self._lock = threading.Lock()
 
     def inspect(
@@ -58,10 +61,13 @@ class FakeInspector:
         rules: VerdictRules | None = None,
         product: str | None = None,
         origin_px: tuple[float, float] = (0.0, 0.0),
+        candidates: CandidateConfig | None = None,
+        registration: RegistrationConfig | None = None,
     ) -> InspectionResult:
         started = time.perf_counter()
         with self._lock:
             self.calls += 1
+            self.capture_calls.append((candidates, registration))
         if self.gate is not None:
             self.gate.wait()
         test = validate_image(test, image_id)

@@ -160,6 +160,8 @@ class PlannedInspector:
         rules: VerdictRules | None = None,
         product: str | None = None,
         origin_px: tuple[float, float] = (0.0, 0.0),
+        candidates: object = None,  # a product's capture setup: the planned defects do not depend on it
+        registration: object = None,
     ) -> InspectionResult:
         defects = tuple(
             Defect(type=t, confidence=0.9, box_px=tuple(box)).with_mm(px_per_mm, origin_px)  # type: ignore[arg-type]

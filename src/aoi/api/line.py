@@ -63,7 +63,7 @@ class DatabaseTemplateProvider:
         if found is None:
             raise UnknownProductError(f"unknown product {product!r}; register it with POST /api/v1/products")
         template = self.storage.images.load_template(found.template_path)
-        return ProductRecipe(template=template, px_per_mm=found.px_per_mm, rules=found.rules)
+        return ProductRecipe(template=template, px_per_mm=found.px_per_mm, rules=found.rules, capture=found.capture)
 
 
 class MeteredSink:

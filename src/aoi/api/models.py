@@ -59,6 +59,11 @@ class ProductOut(BaseModel):
     name: str
     px_per_mm: float
     rules: dict[str, Any] = Field(description="aoi.verdict.VerdictRules.to_dict() shape")
+    capture: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="capture setup: {'registration': {...}, 'candidates': {...}}, the engine settings that"
+        " differ from the model bundle's (what `aoi tolerance --fine-pitch` prints); null: the bundle's own",
+    )
     template_size_wh: list[int]
     created_at: datetime
 
@@ -166,6 +171,7 @@ def product_out(product: Product) -> ProductOut:
         name=product.name,
         px_per_mm=product.px_per_mm,
         rules=product.rules.to_dict(),
+        capture=None if product.capture is None else product.capture.to_dict(),
         template_size_wh=list(product.template_size_wh),
         created_at=product.created_at,
     )

@@ -22,6 +22,7 @@ from aoi.api.metrics import ServiceMetrics
 from aoi.api.settings import ServiceSettings
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
+from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
 from aoi.pipeline.protocols import InspectorLike
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
 from aoi.storage import Storage
@@ -66,12 +67,15 @@ class ProductService:
         rules_json: str | None,
         template: Upload,
         claim: IdempotencyClaim | None = None,
+        capture_json: str | None = None,
     ) -> Product:
         """Names are unique whatever their case: `DeepPCB` and `deeppcb` would share a hot-folder subfolder
-        on a case-insensitive file system. `claim`: the request's idempotency key, stored with the row."""
+        on a case-insensitive file system. `claim`: the request's idempotency key, stored with the row.
+        `capture_json`: the product's capture setup (`aoi tolerance --fine-pitch` output)."""
         name = validation.product_name(name)
         validation.px_per_mm(px_per_mm)
         rules = parse_rules(rules_json)
+        capture = parse_capture(capture_json)
         template_image = decode_upload(template, "template")
         product_id = uuid.uuid4().hex
         with self.storage.db.session() as session:
@@ -92,6 +96,7 @@ class ProductService:
                         template_height_px=h,
                         px_per_mm=float(px_per_mm),
                         rules=rules.to_dict(),
+                        capture=None if capture is None else capture.to_dict(),
                     )
                 )
                 if claim is not None:
@@ -139,6 +144,18 @@ def parse_rules(rules_json: str | None) -> VerdictRules:
         raise ApiError(422, "invalid_rules", str(exc)) from None
 
 
+def parse_capture(capture_json: str | None) -> CaptureSettings | None:
+    """A capture setup, or None (the bundle's settings) when absent or empty; 422 naming any bad key."""
+    if capture_json is None or not capture_json.strip():
+        return None
+    data = validation.json_object(capture_json, "capture")
+    try:
+        capture = CaptureSettings.from_dict(data)
+    except SchemaError as exc:
+        raise ApiError(422, "invalid_capture", str(exc)) from None
+    return None if capture.is_empty else capture
+
+
 class InspectionService:
     def __init__(
         self,
@@ -150,6 +167,7 @@ class InspectionService:
     ) -> None:
         self.storage = storage
         self.inspector = inspector
+        self.capture = CaptureResolver(inspector)  # a product's capture setup -> engine configs, once per setup
         self.settings = settings
         self.metrics = metrics
         self.products = products
@@ -235,8 +253,11 @@ class InspectionService:
             raise ApiError(422, "template_size_mismatch", f"the template is {tw}x{th} px but the image is {w}x{h} px")
         scale = px_per_mm or (product.px_per_mm if product is not None else self.settings.default_px_per_mm)
         rules = product.rules if product is not None else None
+        capture = self.capture.resolve(product.capture if product is not None else None)
         try:
-            result = self._inspect(test, template_image, image_id, scale, rules, product.name if product else None)
+            result = self._inspect(
+                test, template_image, image_id, scale, rules, product.name if product else None, capture
+            )
         except InspectionInputError as exc:
             raise ApiError(422, type(exc).__name__, str(exc)) from exc
         return test, result, uploaded_template
@@ -249,6 +270,7 @@ class InspectionService:
         px_per_mm: float,
         rules: VerdictRules | None,
         product: str | None,
+        capture: CaptureConfigs,
     ) -> InspectionResult:
         h, w = test.shape
         if max(h, w) > self.settings.panel_tile_px:
@@ -264,9 +286,18 @@ class InspectionService:
                 product=product,
                 tile_px=self.settings.panel_tile_px,
                 overlap_px=self.settings.panel_overlap_px,
+                candidates=capture.candidates,
+                registration=capture.registration,
             )
         return self.inspector.inspect(
-            test, template, image_id=image_id, px_per_mm=px_per_mm, rules=rules, product=product
+            test,
+            template,
+            image_id=image_id,
+            px_per_mm=px_per_mm,
+            rules=rules,
+            product=product,
+            candidates=capture.candidates,
+            registration=capture.registration,
         )
 
     def get(self, inspection_id: str) -> StoredInspection:

@@ -1,5 +1,6 @@
 """The capture pipeline: sources -> bounded queues -> inspect workers -> result sink; large-panel tiling."""
 
+from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
 from aoi.pipeline.line import LinePipeline, PipelineBusy, PipelineConfig, PipelineStopped, StoredInspection, StoreError
 from aoi.pipeline.panels import PanelError, inspect_panel, merge_tile_defects, plan_tiles
 from aoi.pipeline.protocols import (
@@ -21,6 +22,9 @@ from aoi.pipeline.templates import CachingTemplateProvider, StaticTemplateProvid
 
 __all__ = [
     "CachingTemplateProvider",
+    "CaptureConfigs",
+    "CaptureResolver",
+    "CaptureSettings",
     "CapturedImage",
     "DemoSource",
     "FrameSource",

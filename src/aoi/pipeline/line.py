@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from aoi.data.images import validate_image
+from aoi.pipeline.capture import CaptureResolver
 from aoi.pipeline.panels import inspect_panel
 from aoi.pipeline.protocols import (
     CapturedImage,
@@ -124,6 +125,7 @@ class LinePipeline:
         config: PipelineConfig | None = None,
     ) -> None:
         self.inspector = inspector
+        self.capture = CaptureResolver(inspector)  # a product's capture setup -> engine configs, once per setup
         self.sink = sink
         self.config = config or PipelineConfig()
         if templates is not None and self.config.recipe_cache_ttl_s > 0:
@@ -413,6 +415,7 @@ class LinePipeline:
     ) -> InspectionResult:
         px_per_mm = recipe.px_per_mm if recipe else self.config.px_per_mm
         rules = recipe.rules if recipe else self.config.rules
+        capture = self.capture.resolve(recipe.capture if recipe else None)
         if max(image.shape) > self.config.panel_threshold_px:
             return inspect_panel(
                 self.inspector,
@@ -425,9 +428,18 @@ class LinePipeline:
                 tile_px=self.config.panel_tile_px,
                 overlap_px=self.config.panel_overlap_px,
                 executor=self._panel_pool,
+                candidates=capture.candidates,
+                registration=capture.registration,
             )
         return self.inspector.inspect(
-            image, template, image_id=image_id, px_per_mm=px_per_mm, rules=rules, product=product
+            image,
+            template,
+            image_id=image_id,
+            px_per_mm=px_per_mm,
+            rules=rules,
+            product=product,
+            candidates=capture.candidates,
+            registration=capture.registration,
         )
 
     def _store_once(self) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 
 from aoi.detection.candidates import CandidateConfig
 from aoi.pipeline.protocols import InspectorLike
-from aoi.registration import RegistrationError
+from aoi.registration import RegistrationConfig, RegistrationError
 from aoi.schema import Defect, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
@@ -82,6 +82,8 @@ def inspect_panel(
     align: bool = True,
     max_align_shift_px: int = 512,
     seam_defect_px: int = 192,
+    candidates: CandidateConfig | None = None,
+    registration: RegistrationConfig | None = None,
 ) -> InspectionResult:
     """Inspect `panel` against its same-size `template` tile by tile; one merged result in panel coordinates.
 
@@ -97,6 +99,9 @@ def inspect_panel(
     registration searches) is estimated first, and each tile takes the template window moved by
     it; the engine then registers the small local rest. A tile that fails to register makes the
     whole panel fail (RegistrationError): a panel with a hole in its inspection must not pass.
+
+    `candidates` / `registration`: the product's capture setup, the same for every tile (None: the
+    inspector's own settings).
     """
     started = time.perf_counter()
     if panel.ndim != 2 or template.ndim != 2:
@@ -107,7 +112,7 @@ def inspect_panel(
             f"{panel.shape[1]}x{panel.shape[0]}"
         )
     h, w = panel.shape
-    context_px, min_window_px = candidate_window(inspector)
+    context_px, min_window_px = candidate_window(inspector, candidates)
     overlap_px = max(overlap_px, seam_overlap_px(context_px, min_window_px, seam_defect_px))
     overlap_px = min(overlap_px, tile_px // 2 - 1)  # small tiles: as much as plan_tiles allows
     tiles = plan_tiles((w, h), tile_px, overlap_px)
@@ -130,6 +135,8 @@ def inspect_panel(
                 rules=rules,
                 product=product,
                 origin_px=(float(tile.x_px), float(tile.y_px)),
+                candidates=candidates,
+                registration=registration,
             )
         except RegistrationError as exc:
             raise RegistrationError(
@@ -156,20 +163,20 @@ def inspect_panel(
     finished = time.perf_counter()
 
     timings: dict[str, float] = {}
-    registration: dict[str, float] = {}
+    aligned: dict[str, float] = {}  # registration figures: mean over tiles, plus the tiling
     for result in tile_results:  # per-stage CPU time summed over tiles
         for key, ms in result.timings_ms.items():
             if key != "total":
                 timings[key] = timings.get(key, 0.0) + float(ms)
         for key, value in result.registration.items():
-            registration[key] = registration.get(key, 0.0) + float(value) / len(tile_results)
+            aligned[key] = aligned.get(key, 0.0) + float(value) / len(tile_results)
     timings["tiles_wall"] = (inspected - started) * 1000.0
     timings["merge"] = (finished - inspected) * 1000.0
     timings["total"] = (finished - started) * 1000.0
-    registration["tiles"] = float(len(tiles))
-    registration["overlap_px"] = float(overlap_px)
-    registration["panel_dx"] = float(shift_x)
-    registration["panel_dy"] = float(shift_y)
+    aligned["tiles"] = float(len(tiles))
+    aligned["overlap_px"] = float(overlap_px)
+    aligned["panel_dx"] = float(shift_x)
+    aligned["panel_dy"] = float(shift_y)
     model_version = tile_results[0].model_version if tile_results else getattr(inspector, "model_version", "")
     return InspectionResult(
         image_id=image_id,
@@ -179,7 +186,7 @@ def inspect_panel(
         px_per_mm=px_per_mm,
         model_version=model_version,
         timings_ms=timings,
-        registration=registration,
+        registration=aligned,
         product=product,
     )
 
@@ -307,13 +314,14 @@ _MERGE_CELL_PX = 256  # spatial hash cell: only detections sharing a cell are co
 SEAM_SLACK_PX = 8  # the reported box is the model's, not the candidate's tight box: allow a few px either way
 
 
-def candidate_window(inspector: InspectorLike) -> tuple[int, int]:
+def candidate_window(inspector: InspectorLike, candidates: CandidateConfig | None = None) -> tuple[int, int]:
     """(context_px, min_window_px) of the crop the inspector classifies a candidate from.
 
-    The engine declares it in its bundle (`meta.candidates`); an inspector that does not is taken
-    to look like the engine's defaults, so a seam is never trusted with less context than that.
+    The engine declares it in its bundle (`meta.candidates`), or a capture setup's `candidates` config
+    does; an inspector that does neither is taken to look like the engine's defaults, so a seam is
+    never trusted with less context than that.
     """
-    config = getattr(getattr(inspector, "meta", None), "candidates", None)
+    config = candidates or getattr(getattr(inspector, "meta", None), "candidates", None)
     if not isinstance(config, CandidateConfig):
         config = CandidateConfig()
     return int(config.context_px), int(config.min_window_px)

@@ -14,6 +14,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from aoi.detection.candidates import CandidateConfig
+from aoi.pipeline.capture import CaptureSettings
+from aoi.registration import RegistrationConfig
 from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
@@ -132,11 +135,13 @@ class ResultSink(Protocol):
 
 @dataclass(frozen=True)
 class ProductRecipe:
-    """What the pipeline needs about a product: golden template, calibration, pass/fail rules."""
+    """What the pipeline needs about a product: golden template, calibration, pass/fail rules, and its
+    capture setup (engine settings that differ from the bundle's; None: the bundle's own)."""
 
     template: np.ndarray
     px_per_mm: float
     rules: VerdictRules
+    capture: CaptureSettings | None = None
 
 
 class TemplateProvider(Protocol):
@@ -146,7 +151,11 @@ class TemplateProvider(Protocol):
 
 
 class InspectorLike(Protocol):
-    """The engine surface the pipeline and the API call (aoi.detection.inspector.Inspector satisfies it)."""
+    """The engine surface the pipeline and the API call (aoi.detection.inspector.Inspector satisfies it).
+
+    `candidates` / `registration`: a product's capture setup (`aoi.pipeline.capture`); None: the
+    inspector's own settings.
+    """
 
     @property
     def model_version(self) -> str: ...
@@ -161,4 +170,6 @@ class InspectorLike(Protocol):
         rules: VerdictRules | None = None,
         product: str | None = None,
         origin_px: tuple[float, float] = (0.0, 0.0),
+        candidates: CandidateConfig | None = None,
+        registration: RegistrationConfig | None = None,
     ) -> InspectionResult: ...

@@ -38,7 +38,8 @@ class ApiKeyRow(Base):
 
 
 class ProductRow(Base):
-    """A recipe: golden template, calibration and pass/fail rules (`VerdictRules.to_dict()` shape)."""
+    """A recipe: golden template, calibration, pass/fail rules (`VerdictRules.to_dict()` shape) and the
+    capture setup (`CaptureSettings.to_dict()` shape; NULL: the model bundle's settings)."""
 
     __tablename__ = "products"
 
@@ -49,6 +50,7 @@ class ProductRow(Base):
     template_height_px: Mapped[int] = mapped_column(Integer, nullable=False)
     px_per_mm: Mapped[float] = mapped_column(Float, nullable=False)
     rules: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    capture: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aoi.pipeline.capture import CaptureSettings
 from aoi.schema import Defect, DefectType, InspectionResult, Verdict
 from aoi.storage.models import DefectRow, InspectionRow, ProductRow
 from aoi.verdict import VerdictRules
@@ -64,6 +65,7 @@ class Product:
     px_per_mm: float
     rules: VerdictRules
     created_at: datetime
+    capture: CaptureSettings | None = None  # engine settings of its captures; None: the bundle's own
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -80,6 +82,7 @@ def product_from_row(row: ProductRow) -> Product:
         px_per_mm=row.px_per_mm,
         rules=VerdictRules.from_dict(row.rules),
         created_at=as_utc(row.created_at),
+        capture=None if row.capture is None else CaptureSettings.from_dict(row.capture),
     )
 
 

@@ -29,9 +29,16 @@ def create_product(
     px_per_mm: Annotated[float, Form(description="calibration: pixels per mm")],
     template: Annotated[UploadFile, File(description="golden template image (tile or whole panel)")],
     rules: Annotated[str | None, Form(description="JSON pass/fail rules, VerdictRules.to_dict() shape")] = None,
+    capture: Annotated[
+        str | None,
+        Form(
+            description="JSON capture setup as `aoi tolerance --fine-pitch` prints it: {'registration': {...},"
+            " 'candidates': {...}} (its good_captures and edge_pixels are ignored); omitted: the model's settings"
+        ),
+    ] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ProductOut:
-    """Register a product (recipe): golden template, px/mm calibration and pass/fail rules."""
+    """Register a product (recipe): golden template, px/mm calibration, pass/fail rules and capture setup."""
     upload = read_upload(template)
     fields: dict[str, str | float | bytes | None] = {
         "name": name,
@@ -39,13 +46,14 @@ def create_product(
         "template": upload.data,
         "template_name": upload.filename,
         "rules": rules,
+        "capture": capture,
     }
     claim = idempotency.claim_for(idempotency.parse_key(idempotency_key), key.owner, "POST /products", fields)
     product, replayed = idempotency.run_once(
         svc.storage,
         claim,
         "product",
-        lambda c: svc.products.create(name, px_per_mm, rules, upload, claim=c),
+        lambda c: svc.products.create(name, px_per_mm, rules, upload, claim=c, capture_json=capture),
         svc.products.get,
     )
     mark_replay(response, replayed)
