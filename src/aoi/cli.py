@@ -324,19 +324,7 @@ def tolerance(
         if fine_pitch:
             setup = learn_fine_pitch_setup(pairs, CandidateConfig())
             learnt = setup.tolerance
-            c = setup.candidates
-            settings: dict[str, object] = {
-                "registration": {"subpixel": setup.registration.subpixel},
-                "candidates": {
-                    "tolerance_px": c.tolerance_px,
-                    "tolerance_metric": c.tolerance_metric,
-                    "gross_area_px": c.gross_area_px,
-                    "topology": c.topology,
-                    "min_area_px": c.min_area_px,
-                    "grey_threshold": c.grey_threshold,
-                    "template_blur_px": c.template_blur_px,
-                },
-            }
+            settings: dict[str, object] = dict(setup.settings())
         else:
             learnt = learn_capture_tolerance(pairs, metric=metric)
             settings = {

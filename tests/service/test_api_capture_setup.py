@@ -148,18 +148,8 @@ def substrate() -> Substrate:
     design = generate_design(rng)
     good = [capture(design, rng, None, shifted=True) for _ in range(3)]
     setup = learn_fine_pitch_setup([(g.test, g.template, ()) for g in good], CandidateConfig())
-    c = setup.candidates
     printed = {
-        "registration": {"subpixel": setup.registration.subpixel},
-        "candidates": {
-            "tolerance_px": c.tolerance_px,
-            "tolerance_metric": c.tolerance_metric,
-            "gross_area_px": c.gross_area_px,
-            "topology": c.topology,
-            "min_area_px": c.min_area_px,
-            "grey_threshold": c.grey_threshold,
-            "template_blur_px": c.template_blur_px,
-        },
+        **setup.settings(),
         "good_captures": setup.tolerance.pairs,
         "edge_pixels": setup.tolerance.edge_pixels,
     }

@@ -69,6 +69,17 @@ def learn_capture_tolerance(
     return CaptureTolerance(band, max(min_gross_area_px, 2 * largest), len(prepared), int(flat.size))
 
 
+LEARNT_CANDIDATE_FIELDS = (
+    "tolerance_px",
+    "tolerance_metric",
+    "gross_area_px",
+    "topology",
+    "min_area_px",
+    "grey_threshold",
+    "template_blur_px",
+)
+
+
 @dataclass(frozen=True)
 class CaptureSetup:
     """Registration and candidate settings of one product's capture, learnt from its good captures."""
@@ -76,6 +87,13 @@ class CaptureSetup:
     registration: RegistrationConfig
     candidates: CandidateConfig
     tolerance: CaptureTolerance
+
+    def settings(self) -> dict[str, dict[str, object]]:
+        """The learnt fields in the shape a product's `capture` takes (and `aoi tolerance --fine-pitch` prints)."""
+        return {
+            "registration": {"subpixel": self.registration.subpixel},
+            "candidates": {name: getattr(self.candidates, name) for name in LEARNT_CANDIDATE_FIELDS},
+        }
 
 
 FINE_PITCH_REGISTRATION = RegistrationConfig(subpixel=True)
