@@ -347,6 +347,8 @@ def _register_service_commands() -> None:
     app.command("export")(service_cli.export)
     keys = typer.Typer(no_args_is_help=True, help="API keys for the line service's write endpoints.")
     keys.command("create")(service_cli.keys_create)
+    keys.command("list")(service_cli.keys_list)
+    keys.command("revoke")(service_cli.keys_revoke)
     app.add_typer(keys, name="keys")
 
 

@@ -1,4 +1,4 @@
-"""Commands of the line service: `aoi serve`, `aoi keys create` and `aoi export`.
+"""Commands of the line service: `aoi serve`, `aoi keys create|list|revoke` and `aoi export`.
 
 The lead registers these functions in `aoi.cli`; `python -m aoi.service_cli serve ...` runs them
 directly too.
@@ -7,6 +7,7 @@ directly too.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -95,21 +96,90 @@ def serve(
 def keys_create(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     database_url: DatabaseUrlOption = None,
-    label: Annotated[str, typer.Option("--label", help="Who or what uses the key (shown as reviewer).")] = "",
+    name: Annotated[
+        str, typer.Option("--name", "--label", help="Who or what uses the key; recorded as the reviewer.")
+    ] = "",
+    scopes: Annotated[
+        str,
+        typer.Option(
+            "--scopes",
+            help="Comma-separated: read, inspect, review, admin (admin implies all). Default: all, as before scopes.",
+        ),
+    ] = "read,inspect,review,admin",
 ) -> None:
     """Create an API key for writes. The key is printed once, as the last line; only its hash is stored."""
     from aoi.storage import Storage
-    from aoi.storage.keys import create_api_key
+    from aoi.storage.keys import ScopeError, create_api_key, format_scopes, parse_scopes
+
+    try:
+        granted = parse_scopes(scopes)
+    except ScopeError as exc:
+        typer.echo(f"error: --scopes: {exc}", err=True)
+        raise typer.Exit(2) from None
+    storage = Storage.open(data_dir, database_url)
+    try:
+        with storage.db.transaction() as session:
+            token = create_api_key(session, name, granted)
+    finally:
+        storage.close()
+    typer.echo(
+        f"API key created in {_redacted(storage.db.url)} with scopes {format_scopes(granted)};"
+        " keep it, it is not shown again."
+    )
+    typer.echo("Use it as: Authorization: Bearer <key>")
+    typer.echo(token)
+
+
+def keys_list(
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """List the API keys: id, name, scopes, created, revoked. Never the key (only its hash is stored)."""
+    from aoi.storage import Storage
+    from aoi.storage.keys import format_scopes, list_api_keys
+
+    storage = Storage.open(data_dir, database_url)
+    try:
+        with storage.db.session() as session:
+            keys = list_api_keys(session)
+    finally:
+        storage.close()
+    rows = [("id", "name", "scopes", "created", "revoked")]
+    rows += [
+        (str(k.id), k.name or "-", format_scopes(k.scopes), _when(k.created_at), _when(k.revoked_at)) for k in keys
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id, as `aoi keys list` shows it.")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Revoke an API key: from now on it is refused (401) on every write."""
+    from aoi.storage import Storage
+    from aoi.storage.keys import revoke_api_key
 
     storage = Storage.open(data_dir, database_url)
     try:
         with storage.db.transaction() as session:
-            token = create_api_key(session, label)
+            info = revoke_api_key(session, key_id)
     finally:
         storage.close()
-    typer.echo(f"API key created in {_redacted(storage.db.url)}; keep it, it is not shown again.")
-    typer.echo("Use it as: Authorization: Bearer <key>")
-    typer.echo(token)
+    if info is None:
+        typer.echo(f"error: no API key with id {key_id} (see `aoi keys list`)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"API key {info.id} ({info.name or 'no name'}) revoked at {_when(info.revoked_at)}")
+
+
+def _when(moment: datetime | None) -> str:
+    """A stored time as ISO 8601 in UTC to the second ("-" for none; SQLite hands back naive UTC)."""
+    if moment is None:
+        return "-"
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def export(
@@ -151,6 +221,8 @@ app.command("serve")(serve)
 app.command("export")(export)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for writes.")
 keys_app.command("create")(keys_create)
+keys_app.command("list")(keys_list)
+keys_app.command("revoke")(keys_revoke)
 app.add_typer(keys_app, name="keys")
 
 

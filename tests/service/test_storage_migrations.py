@@ -12,16 +12,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
-from tests.service.conftest import PG_ADMIN_URL, paint_board, with_short
+from tests.service.conftest import PG_ADMIN_URL, FakeInspector, paint_board, png, with_short
 
+from aoi.api import ServiceSettings, create_app
 from aoi.pipeline.capture import CaptureSettings
 from aoi.schema import Defect, InspectionFailure, InspectionResult, Verdict
-from aoi.storage import ImageStore, InspectionRecorder
+from aoi.storage import ImageStore, InspectionRecorder, Storage
 from aoi.storage.database import MIGRATIONS_DIR, Database, resolve_database_url
 from aoi.storage.idempotency import IdempotencyClaim, add_claim, find_claim
 from aoi.storage.inspections import InspectionRepository
-from aoi.storage.keys import create_api_key
+from aoi.storage.keys import ALL_SCOPES, Scope, create_api_key, find_api_key, hash_token, row_scopes
 from aoi.storage.models import ProductRow
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, utc_now_aware
@@ -92,14 +94,24 @@ def _add_old_product(db: Database, images: ImageStore, product_id: str = "p" * 3
     return Product(product_id, name, template_path, (640, 640), 20.0, VerdictRules(), created_at)
 
 
+def _add_old_key(db: Database, label: str) -> str:
+    """An API key row as revisions 0001 to 0003 stored it (no scopes); returns its token."""
+    token = f"aoi_old_{uuid.uuid4().hex}"
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO api_keys (key_hash, label, created_at) VALUES (:hash, :label, :created_at)"),
+            {"hash": hash_token(token), "label": label, "created_at": utc_now_aware()},
+        )
+    return token
+
+
 def test_upgrade_to_idempotency_keys_keeps_the_data(empty_database_url: str, tmp_path: Path) -> None:
     db = Database(empty_database_url)
     try:
         _migrate(db, "0001")
         images = ImageStore(tmp_path / "images")
         recorder = InspectionRecorder(db, images)
-        with db.transaction() as session:
-            create_api_key(session, label="line 1")
+        _add_old_key(db, "line 1")
         _add_old_product(db, images)
         result = InspectionResult(
             image_id="b1",
@@ -212,3 +224,77 @@ def test_upgrade_to_product_capture_keeps_the_products(empty_database_url: str, 
             assert conn.execute(text("SELECT COUNT(*) FROM inspections")).scalar_one() == 1
     finally:
         db.dispose()
+
+
+def test_upgrade_to_key_scopes_keeps_old_keys_working(empty_database_url: str, tmp_path: Path) -> None:
+    """0003 -> 0004 adds api_keys.scopes: a key stored before gets every scope (it could do every write)
+    and still writes through the API; a revoked one stays revoked; keys stored after say their scopes."""
+    db = Database(empty_database_url)
+    try:
+        _migrate(db, "0003")
+        old = _add_old_key(db, "line 1")
+        gone = _add_old_key(db, "line 2")
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE api_keys SET revoked_at = :now WHERE label = 'line 2'"), {"now": utc_now_aware()})
+
+        _migrate(db, "0004")
+
+        assert _revision(db) == "0004" == _head()
+        scopes_column = next(c for c in inspect(db.engine).get_columns("api_keys") if c["name"] == "scopes")
+        assert scopes_column["nullable"] is False and scopes_column["default"] is None  # filled the old rows only
+        with db.session() as session:
+            row = find_api_key(session, old)
+            assert row is not None and row.label == "line 1" and row_scopes(row) == ALL_SCOPES
+            assert find_api_key(session, gone) is None
+        with db.transaction() as session:
+            new = create_api_key(session, "inspector only", {Scope.INSPECT})
+        with db.session() as session:
+            row = find_api_key(session, new)
+            assert row is not None and row_scopes(row) == {Scope.INSPECT}
+
+        _migrate(db, "0003", down=True)  # and back: the column goes, the keys stay
+        assert "scopes" not in {c["name"] for c in inspect(db.engine).get_columns("api_keys")}
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM api_keys")).scalar_one() == 3
+    finally:
+        db.dispose()
+
+
+def test_an_old_key_writes_through_the_api_after_the_upgrade(empty_database_url: str, tmp_path: Path) -> None:
+    """What an operator sees: a key made before scopes still registers products (admin) and inspects."""
+    db = Database(empty_database_url)
+    try:
+        _migrate(db, "0003")
+        token = _add_old_key(db, "line 1")
+    finally:
+        db.dispose()
+    url = None if empty_database_url.startswith("sqlite") else empty_database_url
+    storage = Storage.open(tmp_path, url)  # migrates to head, as `aoi serve` does
+    try:
+        app = create_app(
+            ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False),
+            inspector=FakeInspector(),
+            storage=storage,
+        )
+        auth = {"Authorization": f"Bearer {token}"}
+        with TestClient(app) as client:
+            r = client.post(
+                "/api/v1/products",
+                data={"name": "board-a", "px_per_mm": "20"},
+                files={"template": ("t.png", png(paint_board()), "image/png")},
+                headers=auth,
+            )
+            assert r.status_code == 201, r.text
+            r = client.post(
+                "/api/v1/inspections",
+                data={"product": "board-a"},
+                files={"image": ("b.png", png(with_short(paint_board())), "image/png")},
+                headers=auth,
+            )
+            assert r.status_code == 201, r.text
+            defect_id = r.json()["defects"][0]["id"]
+            r = client.post(f"/api/v1/defects/{defect_id}/review", json={"decision": "confirm"}, headers=auth)
+            assert r.status_code == 200, r.text
+            assert r.json()["defect"]["review"]["reviewed_by"] == "line 1"
+    finally:
+        storage.close()

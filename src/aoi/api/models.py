@@ -78,7 +78,11 @@ class ReviewIn(BaseModel):
 
     decision: ReviewDecision
     type: str | None = Field(None, description="new defect type; required with decision=reclassify")
-    reviewer: str | None = Field(None, max_length=200, description="defaults to the API key's label")
+    reviewer: str | None = Field(
+        None,
+        max_length=200,
+        description="deprecated: the reviewer recorded is the API key's name; if given, it must be that name (403)",
+    )
 
 
 class ReviewedDefectOut(BaseModel):

@@ -26,13 +26,14 @@ class Base(DeclarativeBase):
 
 
 class ApiKeyRow(Base):
-    """An API key, stored only as the sha256 of its token."""
+    """An API key, stored only as the sha256 of its token. `scopes`: comma-separated `keys.Scope` values."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     label: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    scopes: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -6,12 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
-from aoi.api import idempotency
-from aoi.api.auth import WriteKey, require_write_key, require_write_key_owner
+from aoi.api import idempotency, validation
+from aoi.api.auth import WriteKey, require_scope
+from aoi.api.errors import ApiError
 from aoi.api.models import InspectionOut, InspectionPage, ReviewedDefectOut, ReviewIn, inspection_out
 from aoi.api.overlay import overlay_png
 from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
 from aoi.schema import Verdict
+from aoi.storage.keys import Scope
 
 router = APIRouter(tags=["inspections"])
 
@@ -24,11 +26,12 @@ MAX_OFFSET = 10**9  # a 64-bit OFFSET overflows SQLite and PostgreSQL (a 500); n
     status_code=201,
     responses={
         200: {"description": "a retry with the same Idempotency-Key: the first request's inspection"},
+        403: {"description": "the API key lacks the inspect scope"},
         409: {"description": "the Idempotency-Key was already used for a different request"},
     },
 )
 def create_inspection(
-    key: Annotated[WriteKey, Depends(require_write_key_owner)],
+    key: Annotated[WriteKey, Depends(require_scope(Scope.INSPECT))],
     svc: Annotated[Services, Depends(services)],
     response: Response,
     image: Annotated[UploadFile, File(description="the tested image")],
@@ -97,16 +100,31 @@ def get_overlay(inspection_id: str, svc: Annotated[Services, Depends(services)])
     return Response(overlay_png(test, result), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.post("/defects/{defect_id}/review", response_model=ReviewedDefectOut, tags=["review"])
+@router.post(
+    "/defects/{defect_id}/review",
+    response_model=ReviewedDefectOut,
+    tags=["review"],
+    responses={403: {"description": "the API key lacks the review scope, or `reviewer` is not the key's name"}},
+)
 def review_defect(
     defect_id: str,
     body: ReviewIn,
-    key_label: Annotated[str, Depends(require_write_key)],
+    key: Annotated[WriteKey, Depends(require_scope(Scope.REVIEW))],
     svc: Annotated[Services, Depends(services)],
 ) -> ReviewedDefectOut:
-    """Confirm a defect, mark it a false call, or reclassify it (`type` = the new defect type)."""
-    reviewer = (body.reviewer or "").strip() or key_label
-    stored = svc.inspections.review(defect_id, body.decision, body.type, reviewer)
+    """Confirm a defect, mark it a false call, or reclassify it (`type` = the new defect type).
+
+    The reviewer recorded is the API key's name. `reviewer` is still accepted for older clients, but
+    only when it is that name: a review cannot be signed as somebody else (403)."""
+    given = validation.plain_text((body.reviewer or "").strip(), "reviewer", 200)
+    if given and given != key.label:
+        raise ApiError(
+            403,
+            "reviewer_mismatch",
+            f"reviewer {given!r} is not this API key's name ({key.label!r}); the reviewer recorded is the"
+            " key's name: leave `reviewer` out, or use a key created for that reviewer",
+        )
+    stored = svc.inspections.review(defect_id, body.decision, body.type, key.label)
     out = inspection_out(stored)
     defect = next(d for d in out.defects if d.id == defect_id)
     return ReviewedDefectOut(inspection_id=stored.id, defect=defect)

@@ -5,9 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
 from aoi.api import idempotency
-from aoi.api.auth import WriteKey, require_write_key_owner
+from aoi.api.auth import WriteKey, require_scope
 from aoi.api.models import ProductList, ProductOut, product_out
 from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
+from aoi.storage.keys import Scope
 
 router = APIRouter(prefix="/products", tags=["products"])
 
@@ -18,11 +19,12 @@ router = APIRouter(prefix="/products", tags=["products"])
     status_code=201,
     responses={
         200: {"description": "a retry with the same Idempotency-Key: the first request's product"},
+        403: {"description": "the API key lacks the admin scope"},
         409: {"description": "the name is taken, or the Idempotency-Key was used for a different request"},
     },
 )
 def create_product(
-    key: Annotated[WriteKey, Depends(require_write_key_owner)],
+    key: Annotated[WriteKey, Depends(require_scope(Scope.ADMIN))],
     svc: Annotated[Services, Depends(services)],
     response: Response,
     name: Annotated[str, Form(description="unique product name")],
