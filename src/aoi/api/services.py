@@ -23,6 +23,7 @@ from aoi.api.settings import ServiceSettings
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
+from aoi.pipeline.panels import inspect_whole_or_tiled
 from aoi.pipeline.protocols import InspectorLike
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
 from aoi.storage import Storage
@@ -272,32 +273,18 @@ class InspectionService:
         product: str | None,
         capture: CaptureConfigs,
     ) -> InspectionResult:
-        h, w = test.shape
-        if max(h, w) > self.settings.panel_tile_px:
-            from aoi.pipeline.panels import inspect_panel  # only large panels need the tiler
-
-            return inspect_panel(
-                self.inspector,
-                test,
-                template,
-                px_per_mm=px_per_mm,
-                image_id=image_id,
-                rules=rules,
-                product=product,
-                tile_px=self.settings.panel_tile_px,
-                overlap_px=self.settings.panel_overlap_px,
-                candidates=capture.candidates,
-                registration=capture.registration,
-            )
-        return self.inspector.inspect(
+        return inspect_whole_or_tiled(
+            self.inspector,
             test,
             template,
             image_id=image_id,
             px_per_mm=px_per_mm,
             rules=rules,
             product=product,
-            candidates=capture.candidates,
-            registration=capture.registration,
+            capture=capture,
+            panel_threshold_px=self.settings.panel_tile_px,
+            tile_px=self.settings.panel_tile_px,
+            overlap_px=self.settings.panel_overlap_px,
         )
 
     def get(self, inspection_id: str) -> StoredInspection:

@@ -21,7 +21,7 @@ import numpy as np
 
 from aoi.data.images import validate_image
 from aoi.pipeline.capture import CaptureResolver
-from aoi.pipeline.panels import inspect_panel
+from aoi.pipeline.panels import inspect_whole_or_tiled
 from aoi.pipeline.protocols import (
     CapturedImage,
     FrameSource,
@@ -416,30 +416,19 @@ class LinePipeline:
         px_per_mm = recipe.px_per_mm if recipe else self.config.px_per_mm
         rules = recipe.rules if recipe else self.config.rules
         capture = self.capture.resolve(recipe.capture if recipe else None)
-        if max(image.shape) > self.config.panel_threshold_px:
-            return inspect_panel(
-                self.inspector,
-                image,
-                template,
-                px_per_mm=px_per_mm,
-                image_id=image_id,
-                rules=rules,
-                product=product,
-                tile_px=self.config.panel_tile_px,
-                overlap_px=self.config.panel_overlap_px,
-                executor=self._panel_pool,
-                candidates=capture.candidates,
-                registration=capture.registration,
-            )
-        return self.inspector.inspect(
+        return inspect_whole_or_tiled(
+            self.inspector,
             image,
             template,
             image_id=image_id,
             px_per_mm=px_per_mm,
             rules=rules,
             product=product,
-            candidates=capture.candidates,
-            registration=capture.registration,
+            capture=capture,
+            panel_threshold_px=self.config.panel_threshold_px,
+            tile_px=self.config.panel_tile_px,
+            overlap_px=self.config.panel_overlap_px,
+            executor=self._panel_pool,
         )
 
     def _store_once(self) -> bool:

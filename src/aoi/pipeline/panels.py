@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from aoi.detection.candidates import CandidateConfig
+from aoi.pipeline.capture import CaptureConfigs
 from aoi.pipeline.protocols import InspectorLike
 from aoi.registration import RegistrationConfig, RegistrationError
 from aoi.schema import Defect, InspectionInputError, InspectionResult
@@ -64,6 +65,50 @@ def plan_tiles(size_wh: tuple[int, int], tile_px: int, overlap_px: int) -> list[
         for x in tile_starts(w, tile_px, overlap_px):
             tiles.append(Tile(len(tiles), x, y, min(tile_px, w), min(tile_px, h)))
     return tiles
+
+
+def inspect_whole_or_tiled(
+    inspector: InspectorLike,
+    image: np.ndarray,
+    template: np.ndarray,
+    *,
+    image_id: str,
+    px_per_mm: float,
+    rules: VerdictRules | None,
+    product: str | None,
+    capture: CaptureConfigs,
+    panel_threshold_px: int,
+    tile_px: int,
+    overlap_px: int,
+    executor: Executor | None = None,
+) -> InspectionResult:
+    """One board as it is, or a panel (longer side over `panel_threshold_px`) tile by tile, with the
+    product's capture setup either way: the size branch every inspection path shares."""
+    if max(image.shape) > panel_threshold_px:
+        return inspect_panel(
+            inspector,
+            image,
+            template,
+            px_per_mm=px_per_mm,
+            image_id=image_id,
+            rules=rules,
+            product=product,
+            tile_px=tile_px,
+            overlap_px=overlap_px,
+            executor=executor,
+            candidates=capture.candidates,
+            registration=capture.registration,
+        )
+    return inspector.inspect(
+        image,
+        template,
+        image_id=image_id,
+        px_per_mm=px_per_mm,
+        rules=rules,
+        product=product,
+        candidates=capture.candidates,
+        registration=capture.registration,
+    )
 
 
 def inspect_panel(
