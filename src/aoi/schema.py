@@ -16,6 +16,7 @@ from typing import Any
 # A product's own px_per_mm (its recipe) always wins; nothing else in the code assumes this number.
 DEFAULT_PX_PER_MM = 48.0
 
+
 class InspectionInputError(ValueError):
     """Base of every error caused by bad input (image, template, dataset, record): a 4xx, never a crash."""
 

@@ -55,8 +55,17 @@ def test_operating_point_is_the_median_of_the_folds():
 
 def test_cv_fold_never_trains_or_calibrates_on_the_scored_group(three_groups: Path, tmp_path: Path):
     result = CliRunner().invoke(
-        app, ["cv", str(three_groups), "--out", str(tmp_path), "--recipe", str(_write(tmp_path, _recipe())),
-              "--only", "group81000"],  # fmt: skip
+        app,
+        [
+            "cv",
+            str(three_groups),
+            "--out",
+            str(tmp_path),
+            "--recipe",
+            str(_write(tmp_path, _recipe())),
+            "--only",
+            "group81000",
+        ],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -70,8 +79,17 @@ def test_cv_fold_never_trains_or_calibrates_on_the_scored_group(three_groups: Pa
     assert meta["training"]["train_pairs"] == GROUP_SIZES["group80000"]  # neither scored nor calibration pairs
     assert summary["operating_point"]["threshold"] == row["threshold"]
     again = CliRunner().invoke(
-        app, ["cv", str(three_groups), "--out", str(tmp_path), "--recipe", str(tmp_path / "recipe.json"),
-              "--only", "group81000"],  # fmt: skip
+        app,
+        [
+            "cv",
+            str(three_groups),
+            "--out",
+            str(tmp_path),
+            "--recipe",
+            str(tmp_path / "recipe.json"),
+            "--only",
+            "group81000",
+        ],  # fmt: skip
     )
     assert again.exit_code == 0 and "already done" in again.output  # resumable per fold
 
@@ -102,8 +120,17 @@ def test_train_with_an_operating_point_uses_every_group_and_its_threshold(three_
 def test_train_cli_refuses_a_file_without_an_operating_point(three_groups: Path, tmp_path: Path):
     (tmp_path / "cv.json").write_text('{"folds": []}')
     result = CliRunner().invoke(
-        app, ["train", str(three_groups), "--out", str(tmp_path / "run"), "--recipe", str(_write(tmp_path, _recipe())),
-              "--operating-point-from", str(tmp_path / "cv.json")],  # fmt: skip
+        app,
+        [
+            "train",
+            str(three_groups),
+            "--out",
+            str(tmp_path / "run"),
+            "--recipe",
+            str(_write(tmp_path, _recipe())),
+            "--operating-point-from",
+            str(tmp_path / "cv.json"),
+        ],  # fmt: skip
     )
     assert result.exit_code == 2 and "operating_point" in result.output
 

@@ -274,3 +274,45 @@ def test_fine_pitch_setup_learnt_from_good_captures_sees_shallow_defects_and_for
             found = analyse_pair(cap.test, cap.template, setup.registration, setup.candidates).candidates.boxes_xyxy
             x1, y1, x2, y2 = cap.labels[0].box_px
             assert _covers(found, (x1 + x2) / 2, (y1 + y2) / 2, slack=4), (kind, k)
+
+
+def _learnt_substrate_setup(seed: int):
+    from aoi.data.substrate import capture, generate_design
+    from aoi.detection.tolerance import learn_fine_pitch_setup
+
+    rng = np.random.default_rng(seed)
+    design = generate_design(rng)
+    good = [capture(design, rng, None, shifted=i % 2 == 1) for i in range(3)]
+    return design, rng, learn_fine_pitch_setup([(g.test, g.template, ()) for g in good], CandidateConfig(group_px=1))
+
+
+@pytest.mark.parametrize("gain", [0.85, 1.15])
+def test_a_lamp_or_sensor_gain_change_is_not_a_defect(gain: float):
+    """The grey-level check maps the template onto the capture's grey levels first: a clean capture
+    taken 15% darker or brighter than the good ones the setup learnt from makes no candidate."""
+    from aoi.data.synthetic import perturb, render_mask
+
+    design, rng, setup = _learnt_substrate_setup(11)
+    template = render_mask(design.copper)
+    test, _ = perturb(cv2.GaussianBlur(template, (0, 0), 0.6), (), (1.3, -0.7), 0.1, gain, 3.0, rng)
+    found = analyse_pair(test, template, setup.registration, setup.candidates).candidates
+    assert len(found.boxes_xyxy) == 0
+
+
+def test_a_strong_grey_disagreement_is_forced_however_small():
+    """A bite of a pixel or two on a 3-6 px line changes few pixels but at full contrast, which good
+    captures never do: it is forced (reported whatever the classifier says); clean captures force nothing."""
+    from aoi.data.substrate import capture
+
+    design, rng, setup = _learnt_substrate_setup(12)
+    assert setup.candidates.gross_grey_mass > 0
+    for k in range(8):
+        cap = capture(design, rng, DefectType.MOUSEBITE, shifted=k % 2 == 1)
+        found = analyse_pair(cap.test, cap.template, setup.registration, setup.candidates).candidates
+        x1, y1, x2, y2 = cap.labels[0].box_px
+        on_bite = [i for i, b in enumerate(found.boxes_xyxy) if _covers(b[None], (x1 + x2) / 2, (y1 + y2) / 2, 4)]
+        assert on_bite and any(found.forced[i] == ForcedBy.GROSS for i in on_bite), k
+        clean = capture(design, rng, None, shifted=k % 2 == 1)
+        assert not analyse_pair(
+            clean.test, clean.template, setup.registration, setup.candidates
+        ).candidates.forced.any()

@@ -21,6 +21,10 @@ from aoi.data.synthetic import NoSuitableSpotError, changed_box, paint_scratch, 
 from aoi.schema import DefectType
 
 SUBSTRATE_BOX_MARGIN_PX = 3
+# Blobs and pin-holes keep this far from the image border: a capture shifted by up to 3 px leaves a
+# frame the template does not cover (plus the 2 px valid margin), which a line covers with overlapping
+# tiles, not with one image.
+BORDER_CLEARANCE_PX = 6
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,12 @@ def _site(design: SubstrateDesign, rng: np.random.Generator) -> tuple[Stretch, f
     return s, s.x0 + s.ux * t, s.y0 + s.uy * t
 
 
+def _away_from_border(allowed: np.ndarray, clearance_px: int) -> np.ndarray:
+    out = allowed.copy()
+    out[:clearance_px], out[-clearance_px:], out[:, :clearance_px], out[:, -clearance_px:] = False, False, False, False
+    return out
+
+
 def _rect(cx: float, cy: float, ux: float, uy: float, half_along: float, half_across: float) -> np.ndarray:
     nx, ny = -uy, ux
     return np.array(
@@ -138,7 +148,7 @@ def paint_substrate_defect(
     elif kind is DefectType.COPPER:
         free = cv2.distanceTransform((~copper).astype(np.uint8), cv2.DIST_L2, 5)
         r = float(rng.uniform(1.5, 4))
-        ys, xs = np.nonzero(free >= r + 4)
+        ys, xs = np.nonzero(_away_from_border(free >= r + 4, round(r) + BORDER_CLEARANCE_PX))
         if xs.size == 0:
             raise NoSuitableSpotError("no bare substrate for a blob")
         i = int(rng.integers(0, xs.size))
@@ -149,7 +159,7 @@ def paint_substrate_defect(
         r = float(rng.uniform(1, 2.5))
         zone = np.zeros_like(copper)
         zone[y1:y2, x1:x2] = True
-        ys, xs = np.nonzero(zone & (inside >= r + 3))
+        ys, xs = np.nonzero(_away_from_border(zone & (inside >= r + 3), round(r) + BORDER_CLEARANCE_PX))
         if xs.size == 0:
             raise NoSuitableSpotError("no plane for a pin-hole")
         i = int(rng.integers(0, xs.size))
@@ -199,5 +209,3 @@ def capture(
     test, moved = perturb(test, labels, shift, rotation, 1.0 + float(rng.uniform(-0.1, 0.1)),
                           float(rng.uniform(0, 5)), rng)  # fmt: skip
     return SubstrateCapture(template, test, moved)
-
-

@@ -9,7 +9,8 @@ Nearby disagreement is grouped into one candidate.
 
 Two kinds of candidate are marked *forced* (the classifier may name their type, never drop them):
 a change of copper connectivity (`aoi.detection.topology`: an open or a short of any size), and a
-disagreement of at least `gross_area_px` pixels, a size good captures never reach.
+disagreement good captures never reach: at least `gross_area_px` pixels, or (with the grey-level
+check) at least `gross_grey_mass` pixels of full contrast.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class CandidateConfig:
     # copper/substrate contrast. It sees bites and pin-holes too small to survive binarisation.
     grey_threshold: float = 0.0
     template_blur_px: float = 0.0  # Gaussian sigma that makes the template look like a capture
+    # Grey disagreement (the residual summed over a candidate's pixels above `grey_threshold`, in pixels
+    # of full contrast) at which a candidate is always reported, like `gross_area_px` (0: off). It sees
+    # a bite or a spur that is small in area but strong, where capture noise is weak.
+    gross_grey_mass: float = 0.0
     context_px: int = 24  # window = candidate extent + 2 * context, at least `min_window_px`
     min_window_px: int = 64
 
@@ -106,15 +111,29 @@ def grey_residual(
     test: np.ndarray, template: np.ndarray, test_bin: np.ndarray, valid: np.ndarray, template_blur_px: float
 ) -> np.ndarray:
     """|test - template| per pixel, smoothed, as a fraction of the capture's copper/substrate contrast.
+
+    The template is first mapped onto the capture's grey levels (the gain and offset that carry its
+    bright and dark phase means onto the capture's), so a lamp or sensor gain change is not a defect.
     Pixels outside `valid` (where the warped template has no data) count as agreeing, so the smoothing
     never carries the border's disagreement inside."""
     t = test.astype(np.float32)
     g = template.astype(np.float32)
     blurred = cv2.GaussianBlur(g, (0, 0), template_blur_px) if template_blur_px > 0 else g
+    bright_mask = cv2.bitwise_and(test_bin, valid)
+    dark_mask = cv2.bitwise_and(1 - test_bin, valid)
+    bright, dark = cv2.mean(t, mask=bright_mask)[0], cv2.mean(t, mask=dark_mask)[0]
+    contrast = max(abs(bright - dark), 1.0)
+    g_bright, g_dark = cv2.mean(blurred, mask=bright_mask)[0], cv2.mean(blurred, mask=dark_mask)[0]
+    if abs(g_bright - g_dark) >= 1.0:
+        gain = (bright - dark) / (g_bright - g_dark)
+        blurred = blurred * np.float32(gain) + np.float32(bright - gain * g_bright)
     diff = cv2.GaussianBlur(cv2.absdiff(t, blurred) * valid.astype(np.float32), (0, 0), GREY_SMOOTHING_PX)
-    bright = cv2.mean(t, mask=test_bin)[0]
-    dark = cv2.mean(t, mask=1 - test_bin)[0]
-    return diff * np.float32(1.0 / max(abs(bright - dark), 1.0))
+    return diff * np.float32(1.0 / contrast)
+
+
+def grey_masses(labels: np.ndarray, strong_grey: np.ndarray, n: int) -> np.ndarray:
+    """Per label, the sum of the strong grey residual: how much contrast the disagreement carries."""
+    return np.bincount(labels.ravel(), weights=strong_grey.ravel(), minlength=n)
 
 
 def find_candidates(
@@ -126,9 +145,12 @@ def find_candidates(
     config: CandidateConfig = CandidateConfig(),
 ) -> Candidates:
     diff = difference_mask(test_bin, template_bin, valid, config.tolerance_px, config.tolerance_metric)
+    strong_grey: np.ndarray | None = None  # the grey residual where it exceeds the threshold, else 0
     if config.grey_threshold > 0:
         grey = grey_residual(test, template_aligned, test_bin, valid, config.template_blur_px)
-        diff = cv2.bitwise_or(diff, cv2.bitwise_and((grey > config.grey_threshold).astype(np.uint8), valid))
+        above = cv2.bitwise_and((grey > config.grey_threshold).astype(np.uint8), valid)
+        diff = cv2.bitwise_or(diff, above)
+        strong_grey = grey * above
     changes: list[ConnectivityChange] = []
     topo_pixels = np.zeros_like(diff)  # 1 on connectivity-change pixels
     if config.topology:
@@ -155,6 +177,8 @@ def find_candidates(
     forced_code = np.zeros(n, np.int8)
     if config.gross_area_px > 0:
         forced_code[member_counts >= config.gross_area_px] = ForcedBy.GROSS
+    if config.gross_grey_mass > 0 and strong_grey is not None:
+        forced_code[grey_masses(labels, strong_grey, n) >= config.gross_grey_mass] = ForcedBy.GROSS
     for ch in changes:  # each change forces the one candidate holding most of it; it outranks size
         x1, y1, x2, y2 = ch.box_xyxy
         local = labels[y1:y2, x1:x2][topo_pixels[y1:y2, x1:x2] > 0]

@@ -77,6 +77,7 @@ LEARNT_CANDIDATE_FIELDS = (
     "min_area_px",
     "grey_threshold",
     "template_blur_px",
+    "gross_grey_mass",
 )
 
 
@@ -102,6 +103,10 @@ FINE_PITCH_REGISTRATION = RegistrationConfig(subpixel=True)
 BLUR_GRID_PX = (0.0, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3)  # template blurs tried to match a capture's optics
 GREY_MARGIN = 1.25  # the grey threshold sits this far above the largest residual good captures make
 MIN_GREY_THRESHOLD = 0.2  # never closer to the noise than a fifth of the contrast
+# The grey threshold sits above every residual the good captures make, so they leave no grey
+# disagreement at all; a blob above it that carries this many pixels of full contrast (a 2 px bite on
+# a 3 px line carries 2-3) is always reported, whatever the classifier says.
+GROSS_GREY_MASS = 1.5
 
 
 def optics_blur_px(test: np.ndarray, template_aligned: np.ndarray, valid: np.ndarray) -> float:
@@ -144,5 +149,6 @@ def learn_fine_pitch_setup(
         min_area_px=1,
         grey_threshold=round(max(MIN_GREY_THRESHOLD, GREY_MARGIN * largest), 3),
         template_blur_px=blur,
+        gross_grey_mass=GROSS_GREY_MASS,
     )
     return CaptureSetup(FINE_PITCH_REGISTRATION, candidates, learnt)

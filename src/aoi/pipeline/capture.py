@@ -70,6 +70,7 @@ CANDIDATE_SETTINGS: Mapping[str, SettingSpec] = MappingProxyType(
         "min_area_px": SettingSpec(int, 0, MAX_AREA_PX),
         "grey_threshold": SettingSpec(float, 0.0, 1.0),
         "template_blur_px": SettingSpec(float, 0.0, 5.0),
+        "gross_grey_mass": SettingSpec(float, 0.0, float(MAX_AREA_PX)),
     }
 )
 REGISTRATION_SETTINGS: Mapping[str, SettingSpec] = MappingProxyType({"subpixel": SettingSpec(bool)})
