@@ -14,6 +14,8 @@ import numpy as np
 import onnxruntime as ort
 
 from aoi.data.images import validate_image
+from aoi.detection import boxes as box_maths
+from aoi.detection.boxes import nms
 from aoi.detection.bundle import BundleMeta, ModelBundle
 from aoi.detection.candidates import CandidateConfig, Candidates, ForcedBy, find_candidates
 from aoi.registration import Registration, RegistrationConfig, align_pair
@@ -51,25 +53,6 @@ def decode_boxes(windows_xyxy: np.ndarray, box_out: np.ndarray) -> np.ndarray:
     return origin + box_out * side
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Class-agnostic greedy NMS; returns kept indices by falling score."""
-    order = np.argsort(-scores)
-    keep: list[int] = []
-    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        ix1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        iy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        ix2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        iy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.maximum(ix2 - ix1, 0) * np.maximum(iy2 - iy1, 0)
-        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.array(keep, np.int64)
-
-
 def merge_line_pieces(defects: list[Defect], kind: DefectType, gap_px: float) -> list[Defect]:
     """Join detections of a line-like `kind` whose boxes touch (within `gap_px`) into one box.
 
@@ -78,16 +61,15 @@ def merge_line_pieces(defects: list[Defect], kind: DefectType, gap_px: float) ->
     pieces = [d for d in defects if d.type is kind]
     if len(pieces) < 2:
         return defects
-    boxes = [list(d.box_px) for d in pieces]
+    boxes: list[box_maths.Box] = [d.box_px for d in pieces]
     scores = [d.confidence for d in pieces]
     merged = True
     while merged:
         merged = False
         for i in range(len(boxes)):
             for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] - gap_px <= b[2] and b[0] - gap_px <= a[2] and a[1] - gap_px <= b[3] and b[1] - gap_px <= a[3]:
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                if box_maths.gap_px(boxes[i], boxes[j]) <= gap_px:
+                    boxes[i] = box_maths.union_box([boxes[i], boxes[j]])
                     scores[i] = max(scores[i], scores[j])
                     del boxes[j], scores[j]
                     merged = True

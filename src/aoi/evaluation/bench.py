@@ -21,9 +21,10 @@ from aoi.data.annotations import AnnotatedPair, LabeledBox
 from aoi.data.deeppcb import read_deeppcb
 from aoi.data.images import read_image
 from aoi.data.synthetic import make_pair, perturb
+from aoi.detection.boxes import iou_matrix
 from aoi.detection.inspector import Inspector
 from aoi.evaluation.cli_eval import peak_rss_mb
-from aoi.evaluation.metrics import ImageEval, iou_matrix, mean_ap, per_class_ap
+from aoi.evaluation.metrics import ImageEval, mean_ap, per_class_ap
 from aoi.evaluation.runner import accuracy_report, run_pairs
 from aoi.schema import Defect, DefectType
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aoi.data.annotations import LabeledBox
+from aoi.detection.boxes import iou_matrix
 from aoi.schema import Defect, DefectType
 
 DEEPPCB_IOU = 0.33
@@ -26,19 +27,6 @@ class ImageEval:
 
     detections: Sequence[Defect]
     truth: Sequence[LabeledBox]
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def _pair_image(dets: Sequence[Defect], truth: Sequence[LabeledBox], iou_thr: float) -> list[int]:

@@ -17,6 +17,15 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from aoi.detection.boxes import (
+    ExclusiveGroups,
+    area,
+    covered_fraction,
+    gap_px,
+    iou_and_containment,
+    nearby_pairs,
+    union_box,
+)
 from aoi.detection.candidates import CandidateConfig
 from aoi.pipeline.capture import CaptureConfigs
 from aoi.pipeline.protocols import InspectorLike
@@ -295,53 +304,17 @@ def _run_all(
         raise
 
 
-def _iou_and_containment(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix < 0 or iy < 0:
-        return 0.0, 0.0
-    inter = ix * iy
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    union = area_a + area_b - inter
-    smaller = min(area_a, area_b)
-    iou = inter / union if union > 0 else 1.0
-    contained = inter / smaller if smaller > 0 else 1.0
-    return iou, contained
-
-
 def _same_defect(a: Defect, b: Defect) -> bool:
     """Two detections from different tiles are one defect when their boxes coincide or one holds the other.
 
     The same type merges readily (a defect cut by a tile edge appears as two partial boxes that
     touch or overlap); different types only when nearly identical (the tiles saw it differently).
     """
-    iou, contained = _iou_and_containment(a.box_px, b.box_px)
+    iou, contained = iou_and_containment(a.box_px, b.box_px)
     if a.type == b.type:
-        touching = _gap_px(a.box_px, b.box_px) <= 1.0
+        touching = gap_px(a.box_px, b.box_px) <= 1.0
         return iou >= 0.3 or contained >= 0.5 or (touching and _cut_pair(a.box_px, b.box_px))
     return iou >= 0.6 or contained >= 0.9
-
-
-def _area(box: Sequence[float]) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _covered(part: Defect, whole: Defect) -> float:
-    """The fraction of `part`'s box that lies inside `whole`'s box."""
-    a, b = part.box_px, whole.box_px
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    area = (a[2] - a[0]) * (a[3] - a[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    return ix * iy / area if area > 0 else 1.0
-
-
-def _gap_px(a: Sequence[float], b: Sequence[float]) -> float:
-    dx = max(a[0] - b[2], b[0] - a[2], 0.0)
-    dy = max(a[1] - b[3], b[1] - a[3], 0.0)
-    return max(dx, dy)
 
 
 def _cut_pair(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -452,40 +425,17 @@ def _holds(tile: Tile, box_px: Sequence[float]) -> bool:
 
 def _deepest_of_each_defect(views: Sequence[tuple[int, Defect, float]]) -> list[Defect]:
     """Group whole views of one defect seen by several tiles; keep the deepest view of each group."""
-    n = len(views)
-    parent = list(range(n))
-    tiles_of = [frozenset({tile}) for tile, _, _ in views]
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for i, (_, d, _) in enumerate(views):
-        x1, y1, x2, y2 = d.box_px
-        for cx in range(int(x1) // _MERGE_CELL_PX, int(x2) // _MERGE_CELL_PX + 1):
-            for cy in range(int(y1) // _MERGE_CELL_PX, int(y2) // _MERGE_CELL_PX + 1):
-                buckets.setdefault((cx, cy), []).append(i)
+    groups = ExclusiveGroups([tile for tile, _, _ in views])
+    boxes = [d.box_px for _, d, _ in views]
     scored: dict[tuple[int, int], float] = {}
-    for cell in buckets.values():
-        for a, i in enumerate(cell):
-            for j in cell[a + 1 :]:
-                if views[i][0] != views[j][0] and (min(i, j), max(i, j)) not in scored:
-                    iou, _ = _iou_and_containment(views[i][1].box_px, views[j][1].box_px)
-                    if iou >= 0.5:
-                        scored[(min(i, j), max(i, j))] = iou
-    for (i, j), _ in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0])):  # closest views first
-        ri, rj = root(i), root(j)
-        if ri == rj or tiles_of[ri] & tiles_of[rj]:
-            continue
-        parent[rj] = ri
-        tiles_of[ri] = tiles_of[ri] | tiles_of[rj]
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    return [views[max(group, key=lambda i: (views[i][2], -views[i][0]))][1] for group in groups.values()]
+    for i, j in nearby_pairs(boxes, _MERGE_CELL_PX):
+        if views[i][0] != views[j][0]:
+            iou, _ = iou_and_containment(boxes[i], boxes[j])
+            if iou >= 0.5:
+                scored[(i, j)] = iou
+    for i, j in sorted(scored, key=lambda p: (-scored[p], p)):  # closest views first
+        groups.join(i, j)
+    return [views[max(group, key=lambda i: (views[i][2], -views[i][0]))][1] for group in groups.groups()]
 
 
 def merge_tile_defects(
@@ -507,27 +457,11 @@ def merge_tile_defects(
     hash, so a 16k panel with thousands of detections merges in milliseconds.
     """
     n = len(candidates)
-    parent = list(range(n))
-    tiles_of = [frozenset({tile}) for tile, _ in candidates]
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for i, (_, d) in enumerate(candidates):
-        x1, y1, x2, y2 = d.box_px
-        for cx in range(int(x1 - 1) // _MERGE_CELL_PX, int(x2 + 1) // _MERGE_CELL_PX + 1):
-            for cy in range(int(y1 - 1) // _MERGE_CELL_PX, int(y2 + 1) // _MERGE_CELL_PX + 1):
-                buckets.setdefault((cx, cy), []).append(i)
-    pairs: set[tuple[int, int]] = set()
-    for cell in buckets.values():
-        for a, i in enumerate(cell):
-            for j in cell[a + 1 :]:
-                if candidates[i][0] != candidates[j][0]:
-                    pairs.add((i, j) if i < j else (j, i))
+    pairs = {
+        (i, j)
+        for i, j in nearby_pairs([d.box_px for _, d in candidates], _MERGE_CELL_PX, reach_px=1.0)
+        if candidates[i][0] != candidates[j][0]
+    }
     if cut is not None:
         if len(cut) != n:
             raise ValueError(f"cut has {len(cut)} flags for {n} candidates")
@@ -535,26 +469,24 @@ def merge_tile_defects(
             partial
             for i, j in pairs
             for partial, whole in ((i, j), (j, i))
-            if cut[partial] and not cut[whole] and _covered(candidates[partial][1], candidates[whole][1]) >= 1 / 3
+            if cut[partial]
+            and not cut[whole]
+            and covered_fraction(candidates[partial][1].box_px, candidates[whole][1].box_px) >= 1 / 3
         }
         if dropped:
             keep = [i for i in range(n) if i not in dropped]
             return merge_tile_defects([candidates[i] for i in keep], px_per_mm, cut=[cut[i] for i in keep])
     # strongest pairs first, so that a group forms around its most confident detections
+    groups = ExclusiveGroups([tile for tile, _ in candidates])
     for i, j in sorted(pairs, key=lambda p: (-min(candidates[p[0]][1].confidence, candidates[p[1]][1].confidence), p)):
-        ri, rj = root(i), root(j)
-        if ri == rj or tiles_of[ri] & tiles_of[rj] or not _same_defect(candidates[i][1], candidates[j][1]):
+        if not _same_defect(candidates[i][1], candidates[j][1]):
             continue
         if cut is not None and not cut[i] and not cut[j]:
             continue  # two whole views are two defects (select_tile_defects already chose one per defect)
-        parent[rj] = ri
-        tiles_of[ri] = tiles_of[ri] | tiles_of[rj]
+        groups.join(i, j)
 
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
     defects: list[Defect] = []
-    for group in groups.values():
+    for group in groups.groups():
         members = [candidates[i][1] for i in group]
         if len(members) == 1:
             defects.append(members[0])
@@ -564,16 +496,11 @@ def merge_tile_defects(
             group,
             key=lambda i: (
                 cut is None or not cut[i],
-                _area(candidates[i][1].box_px),
+                area(candidates[i][1].box_px),
                 candidates[i][1].confidence,
             ),
         )
-        union = (
-            min(d.box_px[0] for d in members),
-            min(d.box_px[1] for d in members),
-            max(d.box_px[2] for d in members),
-            max(d.box_px[3] for d in members),
-        )
+        union = union_box([d.box_px for d in members])
         defects.append(replace(candidates[best][1], box_px=union).with_mm(px_per_mm))
     defects.sort(key=lambda d: (d.box_px[1], d.box_px[0]))
     return defects
