@@ -41,26 +41,69 @@ class DefectType(enum.StrEnum):
         if isinstance(value, DefectType):
             return value
         text = str(value).strip().lower().replace("_", "-")
-        aliases = {"pinhole": "pin-hole", "spurious-copper": "copper", "protrusion": "spur"}
-        text = aliases.get(text, text)
-        try:
-            return cls(text)
-        except ValueError:
+        found = _TYPE_BY_NAME.get(text)
+        if found is None:
             known = ", ".join(t.value for t in cls)
             raise SchemaError(f"unknown defect type {value!r}; expected one of {known}") from None
+        return found
 
 
-# DeepPCB annotation codes 1..6 -> type. Scratch has no DeepPCB code; we give it 7.
-DEEPPCB_CODES: dict[int, DefectType] = {
-    1: DefectType.OPEN,
-    2: DefectType.SHORT,
-    3: DefectType.MOUSEBITE,
-    4: DefectType.SPUR,
-    5: DefectType.COPPER,
-    6: DefectType.PIN_HOLE,
-    7: DefectType.SCRATCH,
-}
+@dataclass(frozen=True)
+class DefectTypeInfo:
+    """Everything the project knows about one defect type, in one row of `DEFECT_CATALOGUE`."""
+
+    type: DefectType
+    deeppcb_code: int  # DeepPCB annotation code (1-6); scratch, which DeepPCB lacks, is 7
+    colour_rgb: tuple[int, int, int]  # one colour everywhere: overlay PNG, dashboard marker, chart bar
+    hotkey: str  # the dashboard's review key
+    labels: Mapping[str, str]  # the name shown to an operator, per language
+    aliases: tuple[str, ...] = ()  # other spellings accepted on input
+
+    def as_dict(self) -> dict[str, Any]:
+        r, g, b = self.colour_rgb
+        return {
+            "value": self.type.value,
+            "deeppcb_code": self.deeppcb_code,
+            "color": f"#{r:02x}{g:02x}{b:02x}",
+            "hotkey": self.hotkey,
+            "labels": dict(self.labels),
+            "aliases": list(self.aliases),
+        }
+
+
+# The one catalogue of defect types: adding a type is one row here (plus its painter and model class).
+DEFECT_CATALOGUE: tuple[DefectTypeInfo, ...] = (
+    DefectTypeInfo(DefectType.OPEN, 1, (255, 0, 0), "1", {"en": "open", "ko": "단선"}),
+    DefectTypeInfo(DefectType.SHORT, 2, (255, 165, 0), "2", {"en": "short", "ko": "단락"}),
+    DefectTypeInfo(DefectType.MOUSEBITE, 3, (255, 215, 0), "3", {"en": "mousebite", "ko": "마우스바이트"}),
+    DefectTypeInfo(DefectType.SPUR, 4, (0, 200, 0), "4", {"en": "spur", "ko": "돌기"}, ("protrusion",)),
+    DefectTypeInfo(DefectType.COPPER, 5, (0, 128, 255), "5", {"en": "copper", "ko": "잔동"}, ("spurious-copper",)),
+    DefectTypeInfo(DefectType.PIN_HOLE, 6, (255, 0, 255), "6", {"en": "pin-hole", "ko": "핀홀"}, ("pinhole",)),
+    DefectTypeInfo(DefectType.SCRATCH, 7, (255, 105, 180), "7", {"en": "scratch", "ko": "스크래치"}),
+)
+TYPE_INFO: Mapping[DefectType, DefectTypeInfo] = {info.type: info for info in DEFECT_CATALOGUE}
+DEEPPCB_CODES: dict[int, DefectType] = {info.deeppcb_code: info.type for info in DEFECT_CATALOGUE}
 CODE_OF_TYPE: dict[DefectType, int] = {t: c for c, t in DEEPPCB_CODES.items()}
+_TYPE_BY_NAME: dict[str, DefectType] = {
+    name: info.type for info in DEFECT_CATALOGUE for name in (info.type.value, *info.aliases)
+}
+
+
+def _check_catalogue() -> None:
+    """Every type has exactly one row, and codes, hotkeys and spellings are unique."""
+    rows = [info.type for info in DEFECT_CATALOGUE]
+    if sorted(rows) != sorted(DefectType) or len(set(rows)) != len(rows):
+        raise AssertionError("DEFECT_CATALOGUE must hold one row per DefectType")
+    for field_name, values in (
+        ("deeppcb_code", [i.deeppcb_code for i in DEFECT_CATALOGUE]),
+        ("hotkey", [i.hotkey for i in DEFECT_CATALOGUE]),
+        ("spelling", [n for i in DEFECT_CATALOGUE for n in (i.type.value, *i.aliases)]),
+    ):
+        if len(set(values)) != len(values):
+            raise AssertionError(f"DEFECT_CATALOGUE has a repeated {field_name}")
+
+
+_check_catalogue()
 
 
 class Verdict(enum.StrEnum):

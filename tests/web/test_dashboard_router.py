@@ -50,22 +50,25 @@ def test_every_imported_module_exists_in_the_flat_static_folder() -> None:
     assert [p for p in STATIC_DIR.rglob("*") if p.is_dir()] == []
 
 
-def test_dashboard_type_colours_match_the_engine_overlay() -> None:
+def test_the_dashboard_reads_the_defect_types_from_the_api_and_keeps_no_copy() -> None:
     source = (STATIC_DIR / "defect_types.js").read_text(encoding="utf-8")
-    colours = dict(re.findall(r'value: "([a-z-]+)", color: "#([0-9a-f]{6})"', source))
-    assert list(colours) == [t.value for t in DefectType]  # keys 1-7 follow the DeepPCB codes
-    for defect_type, (b, g, r) in TYPE_COLOURS_BGR.items():
-        assert colours[defect_type.value] == f"{r:02x}{g:02x}{b:02x}"
+    assert 'fetch("/api/v1/defect-types"' in source
+    assert not re.search(r'value: "[a-z-]+"', source)  # no hard-coded type list left to drift
 
 
-def test_every_defect_type_has_an_english_and_a_korean_name() -> None:
-    """The names live beside the colours (one catalogue), in the terms a Korean PCB engineer uses."""
-    source = (STATIC_DIR / "defect_types.js").read_text(encoding="utf-8")
-    names = {
-        value: (en, ko) for value, en, ko in re.findall(r'value: "([a-z-]+)".*en: "([^"]+)", ko: "([^"]+)"', source)
-    }
-    assert list(names) == [t.value for t in DefectType]
-    assert {value: ko for value, (_en, ko) in names.items()} == {
+def test_the_catalogue_endpoint_gives_colours_of_the_overlay_keys_and_korean_names() -> None:
+    """One catalogue (aoi.schema.DEFECT_CATALOGUE): the API serves it, the overlay draws from it."""
+    from aoi.api.routers import catalogue
+
+    app = FastAPI()
+    app.include_router(catalogue.router, prefix="/api/v1")
+    rows = TestClient(app).get("/api/v1/defect-types").json()
+    assert [r["value"] for r in rows] == [t.value for t in DefectType]  # keys 1-7 follow the DeepPCB codes
+    assert [r["hotkey"] for r in rows] == [str(r["deeppcb_code"]) for r in rows] == list("1234567")
+    for row in rows:
+        b, g, r = TYPE_COLOURS_BGR[DefectType(row["value"])]
+        assert row["color"] == f"#{r:02x}{g:02x}{b:02x}"
+    assert {row["value"]: row["labels"]["ko"] for row in rows} == {
         "open": "단선",
         "short": "단락",
         "mousebite": "마우스바이트",
@@ -74,3 +77,4 @@ def test_every_defect_type_has_an_english_and_a_korean_name() -> None:
         "pin-hole": "핀홀",
         "scratch": "스크래치",
     }
+    assert all(row["labels"]["en"] for row in rows)

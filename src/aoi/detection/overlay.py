@@ -5,17 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from aoi.schema import DefectType, InspectionResult, Verdict
+from aoi.schema import DEFECT_CATALOGUE, DefectType, InspectionResult, Verdict
 
-# BGR colours per type, distinct on a black/white board.
+# BGR colours per type, from the catalogue (distinct on a black/white board).
 TYPE_COLOURS_BGR: dict[DefectType, tuple[int, int, int]] = {
-    DefectType.OPEN: (0, 0, 255),
-    DefectType.SHORT: (0, 165, 255),
-    DefectType.MOUSEBITE: (0, 215, 255),
-    DefectType.SPUR: (0, 200, 0),
-    DefectType.COPPER: (255, 128, 0),
-    DefectType.PIN_HOLE: (255, 0, 255),
-    DefectType.SCRATCH: (180, 105, 255),
+    info.type: info.colour_rgb[::-1] for info in DEFECT_CATALOGUE
 }
 
 

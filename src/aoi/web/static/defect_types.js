@@ -1,19 +1,23 @@
-// The one catalogue of defect classes in the dashboard: keyboard order (keys 1-7), the colour each is drawn
-// in everywhere, and its name in each language (the terms a Korean PCB/substrate engineer uses).
-// Colours are those of the engine's overlay (aoi.detection.overlay.TYPE_COLOURS_BGR, here as RGB), so a
-// marker, a chart bar and the box burnt into the overlay PNG of the same type always agree.
+// The defect types, read once from the service's catalogue (GET /api/v1/defect-types, built from
+// aoi.schema.DEFECT_CATALOGUE): review-key order, the colour each is drawn in everywhere (the same as the
+// boxes burnt into the overlay PNG), its review hotkey and its name in each language. The dashboard keeps
+// no copy of its own, so a type added to the catalogue appears here with nothing else to edit.
 
 import { getLanguage } from "./i18n.js";
 
-export const DEFECT_TYPES = [
-  { value: "open", color: "#ff0000", labels: { en: "open", ko: "단선" } },
-  { value: "short", color: "#ffa500", labels: { en: "short", ko: "단락" } },
-  { value: "mousebite", color: "#ffd700", labels: { en: "mousebite", ko: "마우스바이트" } },
-  { value: "spur", color: "#00c800", labels: { en: "spur", ko: "돌기" } },
-  { value: "copper", color: "#0080ff", labels: { en: "copper", ko: "잔동" } }, // spurious (residual) copper
-  { value: "pin-hole", color: "#ff00ff", labels: { en: "pin-hole", ko: "핀홀" } },
-  { value: "scratch", color: "#ff69b4", labels: { en: "scratch", ko: "스크래치" } },
-];
+async function loadCatalogue() {
+  try {
+    const response = await fetch("/api/v1/defect-types", { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return await response.json();
+  } catch (err) {
+    // Without the catalogue, types still show as the API spells them, in grey; the banner reports the outage.
+    console.error("defect-type catalogue unavailable:", err);
+    return [];
+  }
+}
+
+export const DEFECT_TYPES = await loadCatalogue();
 
 const BY_VALUE = new Map(DEFECT_TYPES.map((t) => [t.value, t]));
 
@@ -28,6 +32,5 @@ export function typeLabel(value) {
 }
 
 export function typeByKey(key) {
-  const index = Number.parseInt(key, 10);
-  return Number.isInteger(index) && index >= 1 && index <= DEFECT_TYPES.length ? DEFECT_TYPES[index - 1] : null;
+  return DEFECT_TYPES.find((type) => type.hotkey === String(key)) ?? null;
 }

@@ -207,7 +207,7 @@ export function createReviewView({ onQueueSize }) {
       el(
         "div",
         { class: "reclassify" },
-        DEFECT_TYPES.map((type, i) =>
+        DEFECT_TYPES.map((type) =>
           el(
             "button",
             {
@@ -217,7 +217,7 @@ export function createReviewView({ onQueueSize }) {
               style: { "--chip": type.color },
               onclick: () => decide("reclassify", type.value),
             },
-            `${i + 1} ${typeLabel(type.value)}`,
+            `${type.hotkey} ${typeLabel(type.value)}`,
           ),
         ),
       ),
