@@ -24,7 +24,7 @@ import numpy as np
 from aoi.data.annotations import LabeledBox
 from aoi.data.deeppcb import format_annotation
 from aoi.data.images import validate_image
-from aoi.schema import DEFAULT_PX_PER_MM, BoxXYXY, DefectType
+from aoi.schema import DEFAULT_PX_PER_MM, DEFECT_CATALOGUE, BoxXYXY, DefectType
 
 PX_PER_MM = DEFAULT_PX_PER_MM
 BOX_MARGIN_PX = 8
@@ -594,6 +594,8 @@ PAINTERS: Mapping[DefectType, Painter] = {
     DefectType.PIN_HOLE: paint_pin_hole,
     DefectType.SCRATCH: paint_scratch,
 }
+if set(PAINTERS) != {info.type for info in DEFECT_CATALOGUE}:  # a type added to the catalogue needs a painter
+    raise AssertionError(f"PAINTERS must paint every catalogued type; missing {set(DefectType) - set(PAINTERS)}")
 
 
 def paint_defect(
