@@ -171,8 +171,73 @@ def train(
     trains and nothing is calibrated here; `evidence` (e.g. the cross-validation summary that chose it)
     is recorded in the bundle's metrics and model card."""
     classes = tuple(DefectType.parse(c) for c in recipe.classes)
-    pairs = load_dataset(dataset_root, recipe.dataset_format, recipe.list_file)
-    pairs = [p for p in pairs if p.group not in set(exclude_groups)]
+    train_pairs, val_pairs = _split(recipe, dataset_root, exclude_groups, operating_point, max_train_pairs)
+    log(
+        f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs (held-out groups: "
+        f"{sorted({p.group for p in val_pairs})})"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(train_pairs)
+    _seed_everything(recipe.seed)
+    train_set = training_samples(recipe, train_pairs, classes, out_dir / "cache", fp, progress)
+    counts = np.bincount(train_set.labels, minlength=len(classes) + 1)
+    log(f"{len(train_set.labels)} training candidates; per class (background first): {counts.tolist()}")
+    model = fit(recipe, train_set, len(classes) + 1, out_dir / "checkpoint.pt", fp, progress=progress, log=log)
+
+    bundle_dir = out_dir / "bundle"
+    if bundle_dir.exists():
+        shutil.rmtree(bundle_dir)
+    bundle_dir.mkdir(parents=True)
+    export_onnx(model, bundle_dir / "model.onnx")
+    meta = BundleMeta(
+        version=recipe.version,
+        classes=classes,
+        threshold=0.5,
+        test_time_flips=recipe.test_time_flips,
+        scratch_merge_gap_px=recipe.scratch_merge_gap_px,
+        candidates=recipe.candidates,
+        training={
+            "recipe": recipe.to_dict(),
+            "data_fingerprint": fp,
+            "dataset": str(dataset_root),
+            "train_pairs": len(train_pairs),
+            "validation_pairs": len(val_pairs),
+            "validation_groups": sorted({p.group for p in val_pairs}),
+            "train_groups": sorted({p.group for p in train_pairs}),
+            "excluded_groups": sorted(exclude_groups),
+            "torch": torch.__version__,
+        },
+    )
+    if operating_point is not None:
+        meta = replace(
+            meta,
+            threshold=operating_point.threshold,
+            scratch_min_probability=operating_point.scratch_guard,
+            metrics={"operating_point": asdict(operating_point), **(evidence or {})},
+        )
+    bundle = ModelBundle(bundle_dir, meta)
+    bundle.save_meta()
+    if val_pairs:
+        bundle = calibrate(
+            bundle, val_pairs, log=log, workers=recipe.workers, scratch_boards=recipe.calibration_scratch_boards
+        )
+    write_model_card(bundle)
+    return bundle
+
+
+def _split(
+    recipe: TrainRecipe,
+    dataset_root: Path,
+    exclude_groups: Sequence[str],
+    operating_point: OperatingPoint | None,
+    max_train_pairs: int | None,
+) -> tuple[list[AnnotatedPair], list[AnnotatedPair]]:
+    """(training, calibration) pairs: every pair trains when the operating point comes from elsewhere."""
+    pairs = [
+        p
+        for p in load_dataset(dataset_root, recipe.dataset_format, recipe.list_file)
+        if p.group not in set(exclude_groups)
+    ]
     train_pairs: list[AnnotatedPair]
     val_pairs: list[AnnotatedPair]
     if operating_point is not None:
@@ -183,16 +248,21 @@ def train(
         train_pairs = train_pairs[:max_train_pairs]
     if not train_pairs:
         raise DatasetError("no training pairs after the validation split")
-    log(
-        f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs (held-out groups: "
-        f"{sorted({p.group for p in val_pairs})})"
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache = out_dir / "cache"
-    fp = fingerprint(train_pairs)
+    return train_pairs, val_pairs
+
+
+def training_samples(
+    recipe: TrainRecipe,
+    train_pairs: Sequence[AnnotatedPair],
+    classes: Sequence[DefectType],
+    cache: Path,
+    fp: str,
+    progress: Progress | None = None,
+) -> SampleSet:
+    """The labelled candidate crops of the training pairs (and the recipe's substrate designs), cached
+    by what they depend on; candidates no truth box claims confidently enough are left out."""
     sample_settings = json.dumps([asdict(recipe.augment), asdict(recipe.candidates)], sort_keys=True)
     recipe_key = hashlib.sha256(sample_settings.encode() + fp.encode()).hexdigest()[:12]
-    _seed_everything(recipe.seed)
 
     def tick(task: str, total: int) -> Callable[[int], None]:
         return lambda n: progress(task, n, total) if progress else None
@@ -228,20 +298,28 @@ def train(
         )
         train_set = SampleSet.concat([train_set, substrate_set])
     used = train_set.labels >= 0
-    train_set = SampleSet(
-        train_set.crops[used], train_set.labels[used], train_set.boxes[used], train_set.image_index[used]
-    )
-    counts = np.bincount(train_set.labels, minlength=len(classes) + 1)
-    log(f"{len(train_set.labels)} training candidates; per class (background first): {counts.tolist()}")
+    return SampleSet(train_set.crops[used], train_set.labels[used], train_set.boxes[used], train_set.image_index[used])
 
-    model = CandidateNet(N_CHANNELS, len(classes) + 1, recipe.width, CROP_PX)
+
+def fit(
+    recipe: TrainRecipe,
+    train_set: SampleSet,
+    n_outputs: int,
+    ckpt_path: Path,
+    fp: str,
+    *,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+) -> CandidateNet:
+    """Train the network on the samples, checkpointing every epoch (a rerun resumes from the last one
+    when the recipe's weight settings and the data are the same)."""
+    model = CandidateNet(N_CHANNELS, n_outputs, recipe.width, CROP_PX)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(train_set.labels) / recipe.batch_size)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.15
     )
     start_epoch = 0
-    ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=False)
         if (
@@ -304,46 +382,7 @@ def train(
         )
         if progress:
             progress("epochs", 1, recipe.epochs)
-
-    bundle_dir = out_dir / "bundle"
-    if bundle_dir.exists():
-        shutil.rmtree(bundle_dir)
-    bundle_dir.mkdir(parents=True)
-    export_onnx(model, bundle_dir / "model.onnx")
-    meta = BundleMeta(
-        version=recipe.version,
-        classes=classes,
-        threshold=0.5,
-        test_time_flips=recipe.test_time_flips,
-        scratch_merge_gap_px=recipe.scratch_merge_gap_px,
-        candidates=recipe.candidates,
-        training={
-            "recipe": recipe.to_dict(),
-            "data_fingerprint": fp,
-            "dataset": str(dataset_root),
-            "train_pairs": len(train_pairs),
-            "validation_pairs": len(val_pairs),
-            "validation_groups": sorted({p.group for p in val_pairs}),
-            "train_groups": sorted({p.group for p in train_pairs}),
-            "excluded_groups": sorted(exclude_groups),
-            "torch": torch.__version__,
-        },
-    )
-    if operating_point is not None:
-        meta = replace(
-            meta,
-            threshold=operating_point.threshold,
-            scratch_min_probability=operating_point.scratch_guard,
-            metrics={"operating_point": asdict(operating_point), **(evidence or {})},
-        )
-    bundle = ModelBundle(bundle_dir, meta)
-    bundle.save_meta()
-    if val_pairs:
-        bundle = calibrate(
-            bundle, val_pairs, log=log, workers=recipe.workers, scratch_boards=recipe.calibration_scratch_boards
-        )
-    write_model_card(bundle)
-    return bundle
+    return model
 
 
 def write_model_card(bundle: ModelBundle) -> Path:
