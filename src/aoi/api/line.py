@@ -129,7 +129,10 @@ def build_line(svc: Services, options: LineOptions, inspector: Any) -> ServiceLi
     config = PipelineConfig(
         inspect_workers=options.inspect_workers,
         px_per_mm=svc.settings.default_px_per_mm,
+        # the same tiling as an HTTP upload (services.InspectionService): one panel, one set of tiles
         panel_threshold_px=svc.settings.panel_tile_px,
+        panel_tile_px=svc.settings.panel_tile_px,
+        panel_overlap_px=svc.settings.panel_overlap_px,
     )
     sink = MeteredSink(storage.sink(), svc.metrics)
     pipeline = LinePipeline(inspector, sink, DatabaseTemplateProvider(storage), config)
