@@ -199,6 +199,8 @@ def inspect(
     try:
         if px_per_mm <= 0:
             raise typer.BadParameter("--px-per-mm must be positive")
+        if not source.exists():
+            raise InspectionInputError(f"{source}: not found (give a tested image or a folder of pairs)")
         inspector = Inspector.load(model)
         if source.is_dir():
             jobs = discover_pairs(source, template)
@@ -213,18 +215,21 @@ def inspect(
         raise typer.Exit(2) from exc
     failed = 0
     n_defects = 0
-    for outcome in run_batch(inspector, jobs, out, px_per_mm=px_per_mm, threshold=threshold, workers=workers):
-        if isinstance(outcome, InspectionFailure):
-            failed += 1
-            err.print(f"[red]{outcome.image_id}: {outcome.error}: {outcome.message}")
-            continue
-        n_defects += len(outcome.defects)
-        kinds = ", ".join(f"{d.type.value}@{[int(v) for v in d.box_px]}" for d in outcome.defects) or "no defects"
-        colour = "green" if outcome.verdict.value == "pass" else "red"
-        err.print(
-            f"{outcome.image_id}: [{colour}]{outcome.verdict.value.upper()}[/{colour}] {kinds} "
-            f"({outcome.timings_ms['total']:.1f} ms)"
-        )
+    with _progress() as bar:
+        task = bar.add_task("inspect", total=len(jobs), visible=len(jobs) > 1)
+        for outcome in run_batch(inspector, jobs, out, px_per_mm=px_per_mm, threshold=threshold, workers=workers):
+            bar.advance(task)
+            if isinstance(outcome, InspectionFailure):
+                failed += 1
+                bar.console.print(f"[red]{outcome.image_id}: {outcome.error}: {outcome.message}")
+                continue
+            n_defects += len(outcome.defects)
+            kinds = ", ".join(f"{d.type.value}@{[int(v) for v in d.box_px]}" for d in outcome.defects) or "no defects"
+            colour = "green" if outcome.verdict.value == "pass" else "red"
+            bar.console.print(
+                f"{outcome.image_id}: [{colour}]{outcome.verdict.value.upper()}[/{colour}] {kinds} "
+                f"({outcome.timings_ms['total']:.1f} ms)"
+            )
     summary = {
         "images": len(jobs),
         "failed": failed,

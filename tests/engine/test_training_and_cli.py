@@ -242,3 +242,22 @@ def test_serving_settings_do_not_retrain(synthetic_root: Path, tmp_path: Path):
     bundle = train(replace(recipe, version="b", test_time_flips=2), synthetic_root, tmp_path, log=logs.append)
     assert any("resuming from epoch 1" in m for m in logs)
     assert bundle.meta.version == "b" and bundle.meta.test_time_flips == 2
+
+
+def test_inspect_cli_says_a_missing_folder_is_not_found(tmp_path: Path, tiny_bundle: Path):
+    res = runner.invoke(app, ["inspect", str(tmp_path / "nosuchdir"), "--model", str(tiny_bundle)])
+    assert res.exit_code == 2
+    assert "not found" in res.output and "--template" not in res.output
+
+
+def test_inspect_cli_shows_progress_with_a_count_over_a_folder(tmp_path: Path, tiny_bundle: Path):
+    rng = np.random.default_rng(5)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        pair = make_pair(rng)
+        _write_pair(src, f"b{i}", pair.test, pair.template)
+    res = runner.invoke(app, ["inspect", str(src), "--out", str(tmp_path / "out"), "--model", str(tiny_bundle)])
+    assert res.exit_code == 0, res.output
+    assert "3/3" in res.output  # the bar's count (stderr, which the runner mixes into output)
+    assert _last_json(res.stdout)["images"] == 3

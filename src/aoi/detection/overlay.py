@@ -32,7 +32,8 @@ def render_overlay(
         cv2.rectangle(canvas, (x1, ty - th - 2), (x1 + tw + 2, ty + 2), colour, -1)
         cv2.putText(canvas, label, (x1 + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     banner = (0, 160, 0) if result.verdict is Verdict.PASS else (0, 0, 200)
-    text = f"{result.image_id}: {result.verdict.value.upper()} ({len(result.defects)} defects)"
+    n = len(result.defects)
+    text = f"{result.image_id}: {result.verdict.value.upper()} ({n} {'defect' if n == 1 else 'defects'})"
     cv2.rectangle(canvas, (0, 0), (min(canvas.shape[1], 12 + 8 * len(text)), 20), banner, -1)
     cv2.putText(canvas, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
