@@ -15,6 +15,8 @@ import typer
 
 from aoi.api.settings import DEFAULT_DATA_DIR, DEFAULT_MAX_UPLOAD_BYTES, ServiceSettings
 
+log = logging.getLogger("aoi.serve")
+
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", help="Folder for the SQLite database, the image store and the inbox/ hot folder.")
 ]
@@ -44,6 +46,14 @@ def serve(
     ] = DEFAULT_MAX_UPLOAD_BYTES / 2**20,
     workers: Annotated[int, typer.Option("--workers", help="Inspection threads of the capture pipeline.")] = 2,
     no_hot_folder: Annotated[bool, typer.Option("--no-hot-folder", help="Do not watch DATA_DIR/inbox.")] = False,
+    open_reads: Annotated[
+        bool | None,
+        typer.Option(
+            "--open-reads/--closed-reads",
+            help="Serve stored inspections, images, stats and the export without an API key. Default: closed"
+            " (a key with the read scope), open with --demo.",
+        ),
+    ] = None,
 ) -> None:
     """Run the line: capture pipeline, HTTP API (/docs) and dashboard (/) in one process."""
     import uvicorn
@@ -59,6 +69,7 @@ def serve(
         database_url=database_url,
         max_upload_bytes=int(max_upload_mb * 2**20),
         model_bundle=model,
+        open_reads=demo if open_reads is None else open_reads,  # the demo is a local showcase with no keys
     )
     try:
         storage = Storage.open(settings.data_dir, settings.database_url)
@@ -86,11 +97,28 @@ def serve(
     )
     typer.echo(f"aoi serve: dashboard http://{host}:{port}/  API docs http://{host}:{port}/docs")
     typer.echo(f"data: {storage.data_dir}  database: {_redacted(storage.db.url)}")
+    _log_read_access(settings.open_reads, demo)
     try:
         # uvicorn turns SIGINT/SIGTERM into the app's lifespan shutdown: the line finishes accepted work.
         uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
     finally:
         storage.close()
+
+
+def _log_read_access(open_reads: bool, demo: bool) -> None:
+    """Says at startup who may read the stored data, so an open line is never open by accident."""
+    if open_reads:
+        why = "--demo" if demo else "--open-reads"
+        log.warning(
+            "reads are OPEN (%s): anyone who reaches this port sees every inspection, image, statistic and"
+            " the export; writes still need an API key",
+            why,
+        )
+    else:
+        log.info(
+            "reads are closed: the dashboard and the API need an API key with the read scope"
+            " (aoi keys create --scopes read); --open-reads opens them"
+        )
 
 
 def keys_create(
@@ -106,24 +134,34 @@ def keys_create(
             help="Comma-separated: read, inspect, review, admin (admin implies all). Default: all, as before scopes.",
         ),
     ] = "read,inspect,review,admin",
+    expires_in: Annotated[
+        str | None,
+        typer.Option("--expires-in", help="Lifetime: whole hours, days or weeks, e.g. 12h, 30d, 8w. Default: never."),
+    ] = None,
 ) -> None:
-    """Create an API key for writes. The key is printed once, as the last line; only its hash is stored."""
+    """Create an API key. The key is printed once, as the last line; only its hash is stored."""
     from aoi.storage import Storage
-    from aoi.storage.keys import ScopeError, create_api_key, format_scopes, parse_scopes
+    from aoi.storage.keys import LifetimeError, ScopeError, create_api_key, format_scopes, parse_lifetime, parse_scopes
 
     try:
         granted = parse_scopes(scopes)
     except ScopeError as exc:
         typer.echo(f"error: --scopes: {exc}", err=True)
         raise typer.Exit(2) from None
+    try:
+        expires_at = datetime.now(UTC) + parse_lifetime(expires_in) if expires_in is not None else None
+    except LifetimeError as exc:
+        typer.echo(f"error: --expires-in: {exc}", err=True)
+        raise typer.Exit(2) from None
     storage = Storage.open(data_dir, database_url)
     try:
         with storage.db.transaction() as session:
-            token = create_api_key(session, name, granted)
+            token = create_api_key(session, name, granted, expires_at)
     finally:
         storage.close()
+    lifetime = f"expires {_when(expires_at)}" if expires_at is not None else "never expires"
     typer.echo(
-        f"API key created in {_redacted(storage.db.url)} with scopes {format_scopes(granted)};"
+        f"API key created in {_redacted(storage.db.url)} with scopes {format_scopes(granted)}; {lifetime};"
         " keep it, it is not shown again."
     )
     typer.echo("Use it as: Authorization: Bearer <key>")
@@ -134,7 +172,7 @@ def keys_list(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """List the API keys: id, name, scopes, created, revoked. Never the key (only its hash is stored)."""
+    """List the API keys: id, name, scopes, created, revoked, expires. Never the key (only its hash is stored)."""
     from aoi.storage import Storage
     from aoi.storage.keys import format_scopes, list_api_keys
 
@@ -144,9 +182,18 @@ def keys_list(
             keys = list_api_keys(session)
     finally:
         storage.close()
-    rows = [("id", "name", "scopes", "created", "revoked")]
+    # `expires` comes last, so scripts that read the columns before it by position keep working.
+    rows = [("id", "name", "scopes", "created", "revoked", "expires")]
     rows += [
-        (str(k.id), k.name or "-", format_scopes(k.scopes), _when(k.created_at), _when(k.revoked_at)) for k in keys
+        (
+            str(k.id),
+            k.name or "-",
+            format_scopes(k.scopes),
+            _when(k.created_at),
+            _when(k.revoked_at),
+            _when(k.expires_at),
+        )
+        for k in keys
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -158,7 +205,7 @@ def keys_revoke(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Revoke an API key: from now on it is refused (401) on every write."""
+    """Revoke an API key: from the next request on it is refused (401), on writes and on closed reads."""
     from aoi.storage import Storage
     from aoi.storage.keys import revoke_api_key
 
@@ -219,7 +266,7 @@ def _redacted(url: str) -> str:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="aoi line service")
 app.command("serve")(serve)
 app.command("export")(export)
-keys_app = typer.Typer(no_args_is_help=True, help="API keys for writes.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for writes and closed reads.")
 keys_app.command("create")(keys_create)
 keys_app.command("list")(keys_list)
 keys_app.command("revoke")(keys_revoke)

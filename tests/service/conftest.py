@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -91,6 +92,18 @@ class Service:
         return sorted(p for p in (self.data_dir / "images").rglob("*") if p.is_file())
 
 
+def send_key_on_reads(client: TestClient, token: str) -> None:
+    """Reads are closed by default: `client` sends `token` on every GET or HEAD that names no key itself,
+    so a test about something else reads as the dashboard with a stored key does. Writes are left alone:
+    a write without a key must still be refused."""
+
+    def add_key(request: httpx.Request) -> None:
+        if request.method in ("GET", "HEAD") and "authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {token}"
+
+    client.event_hooks = {"request": [add_key], "response": []}
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A uniquely named database on the local PostgreSQL, dropped after the session."""
@@ -144,4 +157,5 @@ def service(storage: Storage, tmp_path: Path, backend: str) -> Iterator[Service]
     with storage.db.transaction() as session:
         key = create_api_key(session, label="tester")
     with TestClient(app) as client:
+        send_key_on_reads(client, key)
         yield Service(client, storage, inspector, key, storage.data_dir, backend)

@@ -84,7 +84,7 @@ def test_concurrent_uploads_wait_for_a_slot_and_all_succeed(
     assert statuses == [201] * 16
     assert inspector.calls == 16
     assert inspector.peak == 2  # 8 concurrent requests, 2 slots: bounded, and actually used in parallel
-    assert client.get("/api/v1/inspections").json()["total"] == 16
+    assert client.get("/api/v1/inspections", headers=auth).json()["total"] == 16
     metrics = client.get("/metrics").text
     assert 'aoi_upload_slots{name="busy"} 0' in metrics
     assert 'aoi_upload_slots{name="waiting"} 0' in metrics

@@ -229,7 +229,8 @@ def test_fine_pitch_setup_finds_the_bite_in_the_hot_folder(real_line: RealLine, 
     deadline = time.monotonic() + 60
     found: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline and len(found) < 2:
-        items = real_line.client.get("/api/v1/inspections", params={"limit": 10}).json()["items"]
+        page = real_line.client.get("/api/v1/inspections", params={"limit": 10}, headers=real_line.auth)
+        items = page.json()["items"]
         found = {i["product_name"]: i for i in items}
         reasons = [p.read_text() for p in real_line.inbox.rglob("*.reason.txt")]
         assert not reasons, reasons

@@ -14,6 +14,7 @@ from aoi.api import ServiceSettings, create_app
 from aoi.storage import Storage
 
 WRITE_METHODS = {"post", "put", "patch", "delete"}
+OPEN_PATHS = {"/health", "/metrics", "/api/v1/defect-types"}  # probes and vocabulary: no stored data
 
 
 class IdleInspector:
@@ -64,7 +65,7 @@ def test_only_the_listed_docs_assets_are_served(client: TestClient, name: str) -
     assert client.get(f"/docs-assets/{name}").status_code == 404
 
 
-def test_openapi_declares_the_bearer_key_on_every_write_and_only_there(client: TestClient) -> None:
+def test_openapi_declares_the_bearer_key_on_every_write_and_every_read_of_stored_data(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert schema["components"]["securitySchemes"]["ApiKey"] | {"description": ""} == {
         "type": "http",
@@ -78,7 +79,10 @@ def test_openapi_declares_the_bearer_key_on_every_write_and_only_there(client: T
             if method in WRITE_METHODS:
                 writes += 1
                 assert operation.get("security") == [{"ApiKey": []}], f"{method} {path}"
+            elif path in OPEN_PATHS:
+                assert "security" not in operation, f"{method} {path} holds no stored data and stays open"
             else:
                 reads += 1
-                assert "security" not in operation, f"{method} {path} is open to read"
-    assert writes >= 3 and reads >= 5  # products, inspections and reviews; the reads the dashboard uses
+                assert operation.get("security") == [{"ApiKey": []}], f"{method} {path} reads stored data"
+                assert {"401", "403"} <= set(operation["responses"]), f"{method} {path}"
+    assert writes >= 3 and reads >= 7  # products, inspections and reviews; the reads the dashboard uses, export

@@ -63,4 +63,4 @@ def test_real_inspector_through_the_api(client, real_inspector) -> None:  # type
         assert 0 <= x1 < x2 <= pair.test.shape[1] and 0 <= y1 < y2 <= pair.test.shape[0]
         assert defect["box_mm"] == pytest.approx([v / 48.0 for v in defect["box_px"]], abs=1e-3)
     assert len(pair.labels) == 0 or body["defects"], "the engine found none of the painted defects"
-    assert http.get(body["overlay_url"]).status_code == 200
+    assert http.get(body["overlay_url"], headers=auth).status_code == 200

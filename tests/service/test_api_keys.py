@@ -60,7 +60,7 @@ def test_each_write_needs_its_scope(service: Service) -> None:
     r = client.post(f"/api/v1/defects/{defect_id}/review", json={"decision": "confirm"}, headers=review_key)
     assert r.status_code == 200, r.text
     assert _post_inspection(client, admin_key, "board-a").status_code == 201  # admin implies every scope
-    assert client.get("/api/v1/inspections").json()["total"] == 2  # reads stay open
+    assert client.get("/api/v1/inspections", headers=read_key).json()["total"] == 2  # the read scope reads
 
 
 def test_a_revoked_key_gets_401_at_once(service: Service) -> None:
@@ -109,13 +109,13 @@ def test_keys_create_with_scopes_and_list_without_secrets(service: Service) -> N
     listed = runner.invoke(service_cli, _cli(service, "keys", "list"))
     assert listed.exit_code == 0, listed.output
     lines = listed.output.strip().splitlines()
-    assert lines[0].split() == ["id", "name", "scopes", "created", "revoked"]
+    assert lines[0].split() == ["id", "name", "scopes", "created", "revoked", "expires"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert len(rows) == 3  # the fixture's key, st-4 and the default one
     assert rows[str(new_id)][1:3] == ["st-4", "inspect,review"] and rows[str(new_id)][4] != "-"
     assert rows[str(new_id)][3].endswith("+00:00")
     tester = next(r for r in rows.values() if r[1] == "tester")
-    assert tester[2] == "read,inspect,review,admin" and tester[4] == "-"
+    assert tester[2] == "read,inspect,review,admin" and tester[4] == "-" and tester[5] == "-"  # never expires
     for secret in (token, hash_token(token), service.key, hash_token(service.key), "aoi_"):
         assert secret not in listed.output
 

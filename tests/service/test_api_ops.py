@@ -118,7 +118,7 @@ def test_served_line_runs_demo_and_hot_folder_and_stops_gracefully(tmp_path: Pat
     inspector = FakeInspector()
     options = LineOptions(demo=True, demo_rate_hz=20.0)
     app = create_app(
-        ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False),
+        ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False, open_reads=True),  # as --demo does
         inspector=inspector,
         storage=storage,
         line_factory=lambda svc: build_line(svc, options, inspector),

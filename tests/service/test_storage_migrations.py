@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,17 @@ from aoi.storage import ImageStore, InspectionRecorder, Storage
 from aoi.storage.database import MIGRATIONS_DIR, Database, resolve_database_url
 from aoi.storage.idempotency import IdempotencyClaim, add_claim, find_claim
 from aoi.storage.inspections import InspectionRepository
-from aoi.storage.keys import ALL_SCOPES, Scope, create_api_key, find_api_key, hash_token, row_scopes
+from aoi.storage.keys import (
+    ALL_SCOPES,
+    KeyState,
+    Scope,
+    as_utc,
+    create_api_key,
+    find_api_key,
+    hash_token,
+    look_up_api_key,
+    row_scopes,
+)
 from aoi.storage.models import ProductRow
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, utc_now_aware
@@ -239,9 +250,10 @@ def test_upgrade_to_key_scopes_keeps_old_keys_working(empty_database_url: str, t
 
         _migrate(db, "0004")
 
-        assert _revision(db) == "0004" == _head()
+        assert _revision(db) == "0004"
         scopes_column = next(c for c in inspect(db.engine).get_columns("api_keys") if c["name"] == "scopes")
         assert scopes_column["nullable"] is False and scopes_column["default"] is None  # filled the old rows only
+        _migrate(db, "head")  # the ORM rows of today have the columns of every later revision too
         with db.session() as session:
             row = find_api_key(session, old)
             assert row is not None and row.label == "line 1" and row_scopes(row) == ALL_SCOPES
@@ -296,5 +308,81 @@ def test_an_old_key_writes_through_the_api_after_the_upgrade(empty_database_url:
             r = client.post(f"/api/v1/defects/{defect_id}/review", json={"decision": "confirm"}, headers=auth)
             assert r.status_code == 200, r.text
             assert r.json()["defect"]["review"]["reviewed_by"] == "line 1"
+    finally:
+        storage.close()
+
+
+def _add_key_at_0004(db: Database, label: str, scopes: str) -> str:
+    """An API key row as revision 0004 stored it (scopes, no expiry); returns its token."""
+    token = f"aoi_old_{uuid.uuid4().hex}"
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO api_keys (key_hash, label, scopes, created_at)"
+                " VALUES (:hash, :label, :scopes, :created_at)"
+            ),
+            {"hash": hash_token(token), "label": label, "scopes": scopes, "created_at": utc_now_aware()},
+        )
+    return token
+
+
+def test_upgrade_to_key_expiry_keeps_old_keys_never_expiring(empty_database_url: str) -> None:
+    """0004 -> 0005 adds a nullable api_keys.expires_at: keys stored before never expire (as before);
+    keys stored after may, and are refused once their time has passed."""
+    db = Database(empty_database_url)
+    try:
+        _migrate(db, "0004")
+        old = _add_key_at_0004(db, "line 1", "read,inspect")
+
+        _migrate(db, "0005")
+
+        assert _revision(db) == "0005"
+        column = next(c for c in inspect(db.engine).get_columns("api_keys") if c["name"] == "expires_at")
+        assert column["nullable"] is True
+        with db.session() as session:
+            row = find_api_key(session, old)
+            assert row is not None and row.expires_at is None and row_scopes(row) == {Scope.READ, Scope.INSPECT}
+        now = utc_now_aware()
+        with db.transaction() as session:
+            later = create_api_key(session, "a day", {Scope.READ}, expires_at=now + timedelta(days=1))
+            past = create_api_key(session, "gone", {Scope.READ}, expires_at=now - timedelta(seconds=1))
+        with db.session() as session:
+            row = find_api_key(session, later)
+            assert row is not None and as_utc(row.expires_at or now) == now + timedelta(days=1)  # kept to the µs
+            assert find_api_key(session, past) is None
+            assert look_up_api_key(session, past)[0] is KeyState.EXPIRED
+
+        _migrate(db, "0004", down=True)  # and back: the column goes, the keys stay
+        assert "expires_at" not in {c["name"] for c in inspect(db.engine).get_columns("api_keys")}
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM api_keys")).scalar_one() == 3
+    finally:
+        db.dispose()
+
+
+def test_a_0004_key_reads_through_the_api_after_the_upgrade(empty_database_url: str, tmp_path: Path) -> None:
+    """What an operator sees after upgrading: reads are closed now, and a key made before with the read
+    scope reads (it never expires); one made before without it is told it lacks the scope."""
+    db = Database(empty_database_url)
+    try:
+        _migrate(db, "0004")
+        reader = _add_key_at_0004(db, "screen", "read")
+        station = _add_key_at_0004(db, "station", "inspect")
+    finally:
+        db.dispose()
+    url = None if empty_database_url.startswith("sqlite") else empty_database_url
+    storage = Storage.open(tmp_path, url)  # migrates to head, as `aoi serve` does
+    try:
+        app = create_app(
+            ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False),
+            inspector=FakeInspector(),
+            storage=storage,
+        )
+        with TestClient(app) as client:
+            assert client.get("/api/v1/inspections").status_code == 401
+            r = client.get("/api/v1/inspections", headers={"Authorization": f"Bearer {reader}"})
+            assert r.status_code == 200 and r.json()["total"] == 0
+            r = client.get("/api/v1/inspections", headers={"Authorization": f"Bearer {station}"})
+            assert r.status_code == 403 and "'read' scope" in r.json()["detail"]
     finally:
         storage.close()

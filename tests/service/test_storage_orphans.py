@@ -14,6 +14,7 @@ from tests.service.conftest import FakeInspector, paint_board, with_short
 from aoi.api import ServiceSettings, create_app
 from aoi.schema import InspectionResult, Verdict
 from aoi.storage import Storage
+from aoi.storage.keys import Scope, create_api_key
 from aoi.storage.recorder import new_id
 
 
@@ -48,9 +49,11 @@ def test_service_start_removes_files_no_row_refers_to(storage: Storage, caplog: 
     assert all(p.exists() for p in orphans)
     settings = ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False)
     app = create_app(settings, inspector=FakeInspector(), storage=storage)
+    with storage.db.transaction() as session:
+        auth = {"Authorization": f"Bearer {create_api_key(session, 'screen', {Scope.READ})}"}
     with caplog.at_level(logging.INFO, logger="aoi.storage.orphans"), TestClient(app) as client:
         assert not any(p.exists() for p in orphans)
-        assert client.get(f"/api/v1/inspections/{kept.id}/overlay.png").status_code == 200
+        assert client.get(f"/api/v1/inspections/{kept.id}/overlay.png", headers=auth).status_code == 200
     assert storage.images.path(kept.test_image_path).exists()
     assert kept.template_path is not None and storage.images.path(kept.template_path).exists()
     assert "orphan sweep: removed 4 image files that no row refers to" in caplog.text

@@ -21,6 +21,8 @@ class ServiceSettings:
     `upload_concurrency`: uploads decoded and inspected at once (one per core by default); more
     concurrent requests wait for a slot (back-pressure, nothing is dropped) instead of fighting over
     the cores, which would only make every one of them slower.
+    `open_reads`: serve stored data (inspections, images, stats, products, export) without an API key;
+    False: every such read needs a key with the `read` scope (`aoi serve --open-reads` sets it).
     """
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -32,6 +34,7 @@ class ServiceSettings:
     panel_overlap_px: int = 96
     serve_dashboard: bool = True
     upload_concurrency: int = max(1, os.cpu_count() or 1)
+    open_reads: bool = False
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes <= 0:

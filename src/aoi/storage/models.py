@@ -26,7 +26,8 @@ class Base(DeclarativeBase):
 
 
 class ApiKeyRow(Base):
-    """An API key, stored only as the sha256 of its token. `scopes`: comma-separated `keys.Scope` values."""
+    """An API key, stored only as the sha256 of its token. `scopes`: comma-separated `keys.Scope` values;
+    `expires_at`: when it stops working (NULL: never)."""
 
     __tablename__ = "api_keys"
 
@@ -36,6 +37,7 @@ class ApiKeyRow(Base):
     scopes: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # NULL: never
 
 
 class ProductRow(Base):

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
 from aoi.api import idempotency, validation
-from aoi.api.auth import WriteKey, require_scope
+from aoi.api.auth import READ_RESPONSES, WriteKey, require_read_key, require_scope
 from aoi.api.errors import ApiError
 from aoi.api.models import InspectionOut, InspectionPage, ReviewedDefectOut, ReviewIn, inspection_out
 from aoi.api.overlay import overlay_png
@@ -67,7 +67,12 @@ def create_inspection(
     return inspection_out(stored)
 
 
-@router.get("/inspections", response_model=InspectionPage)
+@router.get(
+    "/inspections",
+    response_model=InspectionPage,
+    dependencies=[Depends(require_read_key)],
+    responses=READ_RESPONSES,
+)
 def list_inspections(
     svc: Annotated[Services, Depends(services)],
     product: Annotated[str | None, Query(description="product id or name")] = None,
@@ -84,7 +89,12 @@ def list_inspections(
     return InspectionPage(items=[inspection_out(s) for s in items], total=total, limit=limit, offset=offset)
 
 
-@router.get("/inspections/{inspection_id}", response_model=InspectionOut)
+@router.get(
+    "/inspections/{inspection_id}",
+    response_model=InspectionOut,
+    dependencies=[Depends(require_read_key)],
+    responses=READ_RESPONSES,
+)
 def get_inspection(inspection_id: str, svc: Annotated[Services, Depends(services)]) -> InspectionOut:
     return inspection_out(svc.inspections.get(inspection_id))
 
@@ -92,12 +102,15 @@ def get_inspection(inspection_id: str, svc: Annotated[Services, Depends(services
 @router.get(
     "/inspections/{inspection_id}/overlay.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    dependencies=[Depends(require_read_key)],
+    responses={200: {"content": {"image/png": {}}}, **READ_RESPONSES},
 )
 def get_overlay(inspection_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
     """The stored tested image with its defects drawn on it."""
     test, result = svc.inspections.overlay_image(inspection_id)
-    return Response(overlay_png(test, result), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+    return Response(
+        overlay_png(test, result), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+    )
 
 
 @router.post(

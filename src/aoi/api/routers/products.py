@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
 from aoi.api import idempotency
-from aoi.api.auth import WriteKey, require_scope
+from aoi.api.auth import READ_RESPONSES, WriteKey, require_read_key, require_scope
 from aoi.api.models import ProductList, ProductOut, product_out
 from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
 from aoi.storage.keys import Scope
@@ -62,12 +62,14 @@ def create_product(
     return product_out(product)
 
 
-@router.get("", response_model=ProductList)
+@router.get("", response_model=ProductList, dependencies=[Depends(require_read_key)], responses=READ_RESPONSES)
 def list_products(svc: Annotated[Services, Depends(services)]) -> ProductList:
     items = [product_out(p) for p in svc.products.list()]
     return ProductList(items=items, total=len(items))
 
 
-@router.get("/{product_id}", response_model=ProductOut)
+@router.get(
+    "/{product_id}", response_model=ProductOut, dependencies=[Depends(require_read_key)], responses=READ_RESPONSES
+)
 def get_product(product_id: str, svc: Annotated[Services, Depends(services)]) -> ProductOut:
     return product_out(svc.products.get(product_id))

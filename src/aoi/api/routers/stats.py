@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi.responses import FileResponse
 
+from aoi.api.auth import READ_RESPONSES, require_read_key
 from aoi.api.errors import ApiError
 from aoi.api.models import StatsOut, stats_out
 from aoi.api.routers.deps import Services, services
@@ -17,7 +18,13 @@ from aoi.storage.export import ExportError, ExportFormat, export_reviewed
 router = APIRouter(tags=["stats"])
 
 
-@router.get("/stats", response_model=StatsOut, response_model_by_alias=True)
+@router.get(
+    "/stats",
+    response_model=StatsOut,
+    response_model_by_alias=True,
+    dependencies=[Depends(require_read_key)],
+    responses=READ_RESPONSES,
+)
 def get_stats(
     svc: Annotated[Services, Depends(services)],
     product: Annotated[str | None, Query(description="product id or name")] = None,
@@ -30,7 +37,11 @@ def get_stats(
 
 
 @router.get(
-    "/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}}, tags=["learning"]
+    "/export",
+    response_class=FileResponse,
+    dependencies=[Depends(require_read_key)],
+    responses={200: {"content": {"application/zip": {}}}, **READ_RESPONSES},
+    tags=["learning"],
 )
 def export_dataset(
     svc: Annotated[Services, Depends(services)],
