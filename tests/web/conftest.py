@@ -24,7 +24,7 @@ from aoi.api.app import create_app
 from aoi.api.settings import ServiceSettings
 from aoi.schema import Defect, InspectionResult, Verdict
 from aoi.storage import Storage
-from aoi.storage.keys import create_api_key
+from aoi.storage.keys import Scope, create_api_key
 from aoi.verdict import VerdictRules
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")
@@ -192,11 +192,13 @@ def board_png(defects: PlannedDefects) -> bytes:
 
 
 class Line:
-    """The real service under test, seen only through its HTTP API (as the dashboard sees it)."""
+    """The real service under test, seen only through its HTTP API (as the dashboard sees it).
+    `api_key` holds every scope; `create_key` makes narrower ones."""
 
-    def __init__(self, server: ThreadedServer, inspector: PlannedInspector, api_key: str) -> None:
+    def __init__(self, server: ThreadedServer, inspector: PlannedInspector, api_key: str, storage: Storage) -> None:
         self.base_url = server.base_url
         self.api_key = api_key
+        self._storage = storage
         self._inspector = inspector
         self._template_png = board_png([])
         self.http = httpx.Client(base_url=server.base_url, timeout=10)
@@ -232,26 +234,48 @@ class Line:
         response.raise_for_status()
         return dict(response.json())
 
+    def create_key(self, name: str, *scopes: Scope) -> str:
+        """A new API key with only `scopes` (`aoi keys create --scopes ...`)."""
+        with self._storage.db.transaction() as session:
+            return create_api_key(session, name, scopes)
+
     def inspection(self, inspection_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/api/v1/inspections/{inspection_id}")
+        response = self.http.get(f"/api/v1/inspections/{inspection_id}", headers=self._auth)
         response.raise_for_status()
         return dict(response.json())
 
     def stats(self) -> dict[str, Any]:
-        response = self.http.get("/api/v1/stats")
+        response = self.http.get("/api/v1/stats", headers=self._auth)
         response.raise_for_status()
         return dict(response.json())
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def _serve_line(data_dir: Path, open_reads: bool) -> Iterator[Line]:
+    storage = Storage.open(data_dir)
+    with storage.db.transaction() as session:
+        api_key = create_api_key(session, "test-operator")
+    inspector = PlannedInspector()
+    settings = ServiceSettings(data_dir=data_dir, open_reads=open_reads)
+    app = create_app(settings, inspector=inspector, storage=storage)
+    with ThreadedServer(app) as server:
+        line = Line(server, inspector, api_key, storage)
+        yield line
+        line.http.close()
+    storage.close()
 
 
 @pytest.fixture
 def line(tmp_path: Path) -> Iterator[Line]:
-    storage = Storage.open(tmp_path / "data")
-    with storage.db.transaction() as session:
-        api_key = create_api_key(session, "test-operator")
-    inspector = PlannedInspector()
-    app = create_app(ServiceSettings(data_dir=tmp_path / "data"), inspector=inspector, storage=storage)
-    with ThreadedServer(app) as server:
-        line = Line(server, inspector, api_key)
-        yield line
-        line.http.close()
-    storage.close()
+    """The service with reads open, as `aoi serve --demo` runs it: the page shows data with no key stored
+    (writes, reviews included, still need one)."""
+    yield from _serve_line(tmp_path / "data", open_reads=True)
+
+
+@pytest.fixture
+def closed_line(tmp_path: Path) -> Iterator[Line]:
+    """The service as `aoi serve` runs it by default: every read of stored data needs a key with `read`."""
+    yield from _serve_line(tmp_path / "data", open_reads=False)

@@ -1,4 +1,8 @@
 // Talks to the aoi HTTP API (/api/v1). Every failure becomes an ApiError whose message an operator can act on.
+// The stored API key goes with every request: writes always need one, and so do reads unless the service
+// opened them (aoi serve --open-reads or --demo). Images are fetched here too (an <img src> cannot carry
+// the key) and handed out as blobs. A 401 or 403 is also announced as an `aoi:auth-refused` window event,
+// so the key box can say what is wrong.
 
 import { t } from "./i18n.js";
 
@@ -46,45 +50,67 @@ function detailText(detail) {
   return String(detail);
 }
 
+function keyHint(status) {
+  if (status === 403) return t("error.key_scope", { command: "`aoi keys create --scopes read,review`" });
+  const command = "`aoi keys create`";
+  return getApiKey() ? t("error.key_refused", { command }) : t("error.key_missing", { command });
+}
+
 function describeFailure(status, method, path, detail) {
   const text = detailText(detail);
   const what = `${method} ${path}`;
   const suffix = text ? ": " + text : "";
   if (status === 0) return t("error.unreachable", { what, detail: text || t("error.network") });
   if (status === 401 || status === 403) {
-    const command = "`aoi keys create`";
-    const hint = getApiKey() ? t("error.key_refused", { command }) : t("error.key_missing", { command });
-    return t("error.unauthorised", { status, detail: text || t("error.not_authorised"), what, hint });
+    return t("error.unauthorised", { status, detail: text || t("error.not_authorised"), what, hint: keyHint(status) });
   }
   if (status === 404) return t("error.not_found", { what, detail: suffix });
   if (status >= 500) return t("error.server", { status, what, detail: suffix });
   return t("error.refused", { status, detail: text || t("error.request_refused"), what });
 }
 
-async function request(method, path, { params, body, auth = false } = {}) {
+function withKey(headers) {
+  const key = getApiKey();
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
+// fetch(), with a network failure and any non-2xx answer turned into an ApiError (detail from the JSON body).
+async function send(method, url, shownPath, init) {
+  let response;
+  try {
+    response = await fetch(url, { method, ...init });
+  } catch (err) {
+    throw new ApiError(0, method, shownPath, err.message);
+  }
+  if (response.ok) return response;
+  const contentType = response.headers.get("content-type") || "";
+  const payload = contentType.includes("json") ? await response.json().catch(() => null) : await response.text();
+  const detail = payload && typeof payload === "object" ? payload.detail ?? payload : payload;
+  if (response.status === 401 || response.status === 403) {
+    window.dispatchEvent(new CustomEvent("aoi:auth-refused", { detail: { status: response.status, hasKey: Boolean(getApiKey()) } }));
+  }
+  throw new ApiError(response.status, method, shownPath, detail || response.statusText);
+}
+
+async function request(method, path, { params, body } = {}) {
   const url = new URL(API_ROOT + path, window.location.origin);
   for (const [name, value] of Object.entries(params || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
   }
-  const headers = { Accept: "application/json" };
+  const headers = withKey({ Accept: "application/json" });
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (auth) {
-    const key = getApiKey();
-    if (key) headers.Authorization = `Bearer ${key}`;
-  }
-  let response;
-  try {
-    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (err) {
-    throw new ApiError(0, method, API_ROOT + path, err.message);
-  }
+  const response = await send(method, url, API_ROOT + path, {
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const contentType = response.headers.get("content-type") || "";
-  const payload = contentType.includes("json") ? await response.json().catch(() => null) : await response.text();
-  if (!response.ok) {
-    const detail = payload && typeof payload === "object" ? payload.detail ?? payload : payload;
-    throw new ApiError(response.status, method, API_ROOT + path, detail || response.statusText);
-  }
-  return payload;
+  return contentType.includes("json") ? response.json().catch(() => null) : response.text();
+}
+
+// An image of the API (an overlay PNG) as a Blob, fetched with the key.
+export async function fetchImage(url) {
+  const response = await send("GET", url, url, { headers: withKey({ Accept: "image/*" }) });
+  return response.blob();
 }
 
 // List endpoints answer a page object {items: [...], total, ...}.
@@ -117,5 +143,5 @@ export function overlayUrl(inspectionId) {
 export function reviewDefect(defectId, decision, newType) {
   const body = { decision };
   if (decision === "reclassify") body.type = newType;
-  return request("POST", `/defects/${encodeURIComponent(defectId)}/review`, { body, auth: true });
+  return request("POST", `/defects/${encodeURIComponent(defectId)}/review`, { body });
 }

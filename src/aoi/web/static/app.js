@@ -1,11 +1,12 @@
 // Dashboard entry point: hash routing between the four views, the API key form and the language switch.
 
 import { getApiKey, setApiKey } from "./api.js";
-import { installBanner } from "./banner.js";
+import { dismissError, installBanner } from "./banner.js";
 import { createBoardView } from "./board.js";
 import { DEFECT_TYPES, typeLabel } from "./defect_types.js";
 import { el } from "./dom.js";
 import { applyStatic, getLanguage, LANGUAGES, languageName, setLanguage, t } from "./i18n.js";
+import { clearImages } from "./image_cache.js";
 import { createLiveView } from "./live.js";
 import { createReviewView } from "./review.js";
 import { createStatsView } from "./stats.js";
@@ -18,23 +19,46 @@ function translatePage() {
   });
 }
 
-function installKeyForm() {
+// What the key box says after the API refused the key (or its absence): 401 without a key, 401 with one
+// (unknown, revoked or expired), 403 (a valid key without the scope). Cleared when the key changes.
+function refusalMessage({ status, hasKey }) {
+  if (status === 403) return "key.lacks_scope";
+  return hasKey ? "key.refused" : "key.needed";
+}
+
+// `onChange` runs after a key is saved or forgotten, so the views fetch again with it.
+function installKeyForm(onChange) {
   const form = document.getElementById("key-form");
   const input = document.getElementById("api-key");
   const state = document.getElementById("key-state");
+  let refusal = null; // the last aoi:auth-refused detail, until the key changes
   const showState = () => {
-    state.textContent = getApiKey() ? t("key.stored") : t("key.missing");
-    state.classList.toggle("missing", !getApiKey());
+    const message = refusal ? refusalMessage(refusal) : getApiKey() ? "key.stored" : "key.missing";
+    state.textContent = t(message);
+    state.dataset.state = message.replace("key.", "");
+    state.classList.toggle("missing", Boolean(refusal) || !getApiKey());
+    form.classList.toggle("attention", Boolean(refusal));
+  };
+  const changed = () => {
+    refusal = null;
+    dismissError(); // it was about the previous key; the views fetch again and say what still fails
+    clearImages();
+    showState();
+    onChange();
   };
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     setApiKey(input.value);
     input.value = "";
     input.blur();
-    showState();
+    changed();
   });
   document.getElementById("key-clear").addEventListener("click", () => {
     setApiKey("");
+    changed();
+  });
+  window.addEventListener("aoi:auth-refused", (event) => {
+    refusal = event.detail;
     showState();
   });
   showState();
@@ -57,7 +81,7 @@ function installLanguageSwitch(relabelAll) {
 function main() {
   translatePage();
   installBanner();
-  const keyForm = installKeyForm();
+  const keyForm = installKeyForm(() => refetchAll());
   const reviewCount = document.getElementById("review-count");
   const views = {
     live: createLiveView(),
@@ -81,6 +105,14 @@ function main() {
     active = next;
     views[next].show(param ? decodeURIComponent(param) : undefined);
     document.body.dataset.view = next;
+  }
+
+  // A new key: draw again what is shown (its images are fetched again) and show the active view afresh.
+  function refetchAll() {
+    for (const view of Object.values(views)) view.relabel();
+    if (active) views[active].hide();
+    active = null;
+    route();
   }
 
   installLanguageSwitch(() => {

@@ -20,9 +20,12 @@ export function clearError(source = "general") {
   }
 }
 
+// Hides the banner whatever it shows (the operator dismissed it, or changed the key it was about).
+export function dismissError() {
+  banner().hidden = true;
+  currentSource = null;
+}
+
 export function installBanner() {
-  document.getElementById("error-dismiss").addEventListener("click", () => {
-    banner().hidden = true;
-    currentSource = null;
-  });
+  document.getElementById("error-dismiss").addEventListener("click", dismissError);
 }

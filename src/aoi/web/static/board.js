@@ -1,10 +1,11 @@
 // Board view: the tested image with one marker per defect (coloured by type, tooltip with the numbers).
 
-import { getInspection, listInspections, overlayUrl } from "./api.js";
+import { ApiError, getInspection, listInspections, overlayUrl } from "./api.js";
 import { clearError, showError } from "./banner.js";
 import { DEFECT_TYPES, typeColor, typeLabel } from "./defect_types.js";
 import { detailsList, el } from "./dom.js";
 import { formatNumber, formatPercent, t } from "./i18n.js";
+import { showImage } from "./image_cache.js";
 import {
   boxText,
   imageSizeWh,
@@ -93,9 +94,16 @@ export function createBoardView() {
     tooltip.hidden = true;
     markers.replaceChildren();
     delete markers.dataset.count;
-    image.onload = () => drawMarkers(inspection);
-    image.onerror = () => showError(new Error(t("board.image_failed", { id: inspection.id })), "board-image");
-    image.src = overlayUrl(inspection.id);
+    showImage(image, overlayUrl(inspection.id))
+      .then(() => {
+        if (shownId === inspection.id) drawMarkers(inspection);
+        clearError("board-image");
+      })
+      .catch((err) => {
+        // A refused key says so (401/403 and what to do); anything else is "the image could not be loaded".
+        const refused = err instanceof ApiError && (err.status === 401 || err.status === 403);
+        showError(refused ? err : new Error(t("board.image_failed", { id: inspection.id })), "board-image");
+      });
     describe(inspection);
   }
 

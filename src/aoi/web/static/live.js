@@ -4,6 +4,7 @@ import { listInspections, overlayUrl } from "./api.js";
 import { clearError, showError } from "./banner.js";
 import { el } from "./dom.js";
 import { formatNumber, formatTime, t } from "./i18n.js";
+import { showImage } from "./image_cache.js";
 import { Poller } from "./poller.js";
 import { inspectionTimeText, productText, timingsText, totalMs, verdictText } from "./records.js";
 
@@ -17,8 +18,7 @@ function verdictBadge(verdict) {
 function inspectionCard(inspection) {
   const ms = totalMs(inspection);
   const defects = inspection.defects || [];
-  const image = el("img", { class: "overlay", alt: t("live.overlay_alt", { id: inspection.id }), src: overlayUrl(inspection.id) });
-  image.addEventListener("error", () => card.classList.add("overlay-missing"));
+  const image = el("img", { class: "overlay", alt: t("live.overlay_alt", { id: inspection.id }) });
   const card = el(
     "a",
     { class: "inspection-card", href: `#board/${inspection.id}`, dataset: { id: inspection.id, verdict: inspection.verdict } },
@@ -41,6 +41,8 @@ function inspectionCard(inspection) {
       el("div", { class: "card-id muted" }, inspection.image_id || inspection.id),
     ),
   );
+  // Fetched with the API key (closed reads); a refused or broken image shows "overlay unavailable".
+  showImage(image, overlayUrl(inspection.id)).catch(() => card.classList.add("overlay-missing"));
   return card;
 }
 

@@ -20,6 +20,9 @@ const en = {
   "key.forget_title": "Forget the key stored in this browser",
   "key.stored": "key stored",
   "key.missing": "no key: reviews cannot be saved",
+  "key.needed": "a key is needed: paste one with the read scope",
+  "key.refused": "key refused: unknown, revoked or expired",
+  "key.lacks_scope": "this key lacks a scope this needs",
   "banner.dismiss": "dismiss",
 
   "verdict.pass": "PASS",
@@ -107,7 +110,8 @@ const en = {
 
   "error.unreachable": "Cannot reach the server ({what}): {detail}. Is aoi serve running?",
   "error.network": "network error",
-  "error.key_refused": "The stored API key was refused; paste a valid key (from {command}) in the API key box.",
+  "error.key_refused": "The stored API key was refused (unknown, revoked or expired); paste a valid key (from {command}) in the API key box.",
+  "error.key_scope": "The stored API key lacks the scope this needs (read to see data, review to record decisions); paste a key made with {command}.",
   "error.key_missing": "No API key is stored; paste one (from {command}) in the API key box.",
   "error.unauthorised": "{status} {detail} ({what}). {hint}",
   "error.not_authorised": "not authorised",
@@ -134,6 +138,9 @@ const ko = {
   "key.forget_title": "이 브라우저에 저장된 키를 삭제합니다",
   "key.stored": "키 저장됨",
   "key.missing": "키 없음: 검토 결과를 저장할 수 없습니다",
+  "key.needed": "키가 필요합니다: read 권한이 있는 키를 붙여 넣으세요",
+  "key.refused": "키 거부됨: 알 수 없거나 폐기되었거나 만료된 키",
+  "key.lacks_scope": "이 키에는 필요한 권한이 없습니다",
   "banner.dismiss": "닫기",
 
   "verdict.pass": "양품",
@@ -221,7 +228,8 @@ const ko = {
 
   "error.unreachable": "서버에 연결할 수 없습니다 ({what}): {detail}. aoi serve가 실행 중인지 확인하세요.",
   "error.network": "네트워크 오류",
-  "error.key_refused": "저장된 API 키가 거부되었습니다. 유효한 키({command}로 생성)를 API 키 칸에 붙여 넣으세요.",
+  "error.key_refused": "저장된 API 키가 거부되었습니다(알 수 없거나 폐기되었거나 만료된 키). 유효한 키({command}로 생성)를 API 키 칸에 붙여 넣으세요.",
+  "error.key_scope": "저장된 API 키에 이 작업에 필요한 권한이 없습니다(데이터 보기는 read, 판정 기록은 review). {command}로 만든 키를 붙여 넣으세요.",
   "error.key_missing": "저장된 API 키가 없습니다. 키({command}로 생성)를 API 키 칸에 붙여 넣으세요.",
   "error.unauthorised": "{status} {detail} ({what}). {hint}",
   "error.not_authorised": "권한 없음",
