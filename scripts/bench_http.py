@@ -329,13 +329,14 @@ def client_loop(
     conn.close()
 
 
-def stored_ids(port: int) -> tuple[list[str], int]:
-    """Every inspection id GET /api/v1/inspections lists (all pages), and the total it reports."""
+def stored_ids(port: int, key: str) -> tuple[list[str], int]:
+    """Every inspection id GET /api/v1/inspections lists (all pages), and the total it reports (reads need
+    the key too: `aoi serve` closes them by default)."""
     ids: list[str] = []
     total = -1
     offset = 0
     while True:
-        status, raw = request(port, "GET", f"{API}/inspections?limit=500&offset={offset}")
+        status, raw = request(port, "GET", f"{API}/inspections?limit=500&offset={offset}", headers=_bearer(key))
         if status != 200:
             raise BenchError(f"GET /inspections answered {status}: {raw[:300]!r}")
         page = json.loads(raw)
@@ -409,8 +410,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         measured_s = stop_at - measure_from
         answered_ids = [i for log in logs for i in log.ids]
         errors = [e for log in logs for e in log.errors]
-        db_ids, db_total = stored_ids(server.port)
-        model_version = _model_version(server.port, answered_ids[0]) if answered_ids else None
+        db_ids, db_total = stored_ids(server.port, key)
+        model_version = _model_version(server.port, key, answered_ids[0]) if answered_ids else None
         answered_set, db_set = set(answered_ids), set(db_ids)
         result: dict[str, object] = {
             "benchmark": "http_inspections",
@@ -461,8 +462,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             print(f"data kept in {data_dir}", file=sys.stderr)
 
 
-def _model_version(port: int, inspection_id: str) -> str | None:
-    status, raw = request(port, "GET", f"{API}/inspections/{inspection_id}")
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _model_version(port: int, key: str, inspection_id: str) -> str | None:
+    status, raw = request(port, "GET", f"{API}/inspections/{inspection_id}", headers=_bearer(key))
     return str(json.loads(raw)["model_version"]) if status == 200 else None
 
 
