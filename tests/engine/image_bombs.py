@@ -85,3 +85,15 @@ BOMBS: dict[str, Callable[[int, int], bytes]] = {
     "webp-vp8x": webp_bomb,
     **{f"pnm-{m}": (lambda w, h, m=m: pnm_bomb(w, h, m)) for m in ("P1", "P2", "P3", "P4", "P5", "P6")},
 }
+
+# The file name suffix a scanner gives each kind (the hot folder picks files by suffix).
+SUFFIXES: dict[str, str] = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    "tiff-le": ".tif",
+    "tiff-be": ".tiff",
+    "bmp-rle": ".bmp",
+    "bmp-top-down": ".bmp",
+    "webp-vp8x": ".webp",
+    **{f"pnm-P{n}": (".pbm", ".pgm", ".ppm")[(n - 1) % 3] for n in range(1, 7)},
+}

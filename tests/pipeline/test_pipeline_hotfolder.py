@@ -8,9 +8,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from pipeline_fakes import FakeInspector, paint_board, with_defect
-from tests.engine.image_bombs import BOMB_WH, bmp_bomb, jpeg_bomb, png_bomb, tiff_bomb
+from tests.engine.image_bombs import BOMB_WH, BOMBS, SUFFIXES
 
+from aoi.data.images import ImageError
 from aoi.pipeline import (
     HotFolderSource,
     LinePipeline,
@@ -125,16 +127,11 @@ def test_files_move_to_done_or_failed_with_a_reason_note(tmp_path: Path) -> None
 
 
 def test_bombs_go_to_failed_with_a_reason_and_the_batch_carries_on(tmp_path: Path) -> None:
-    """Tiny files declaring 30000x30000 pixels are refused from their header, never decoded."""
+    """Tiny files declaring 30000x30000 pixels, one of every format the decoder reads (WebP and
+    PBM/PGM/PPM included: a suffix the inbox ignored would leave them there), are refused from their
+    header, never decoded."""
     _, test = _board()
-    bombs = {
-        "b1.tif": tiff_bomb(*BOMB_WH),
-        "b2.tiff": tiff_bomb(*BOMB_WH, ">"),
-        "b3.bmp": bmp_bomb(*BOMB_WH),
-        "b4.bmp": bmp_bomb(BOMB_WH[0], -BOMB_WH[1], rle=False),
-        "b5.png": png_bomb(*BOMB_WH),
-        "b6.jpg": jpeg_bomb(*BOMB_WH),
-    }
+    bombs = {f"{kind}{SUFFIXES[kind]}": build(*BOMB_WH) for kind, build in BOMBS.items()}
     for name, data in bombs.items():
         (tmp_path / name).write_bytes(data)
     for i in range(3):
@@ -149,6 +146,23 @@ def test_bombs_go_to_failed_with_a_reason_and_the_batch_carries_on(tmp_path: Pat
         assert reason.startswith("ImageError") and "declares 30000x30000 pixels, which exceeds" in reason, reason
     assert len(sink.results) == 3 and len(sink.failures) == len(bombs)
     assert source.moved_failed == len(bombs)
+
+
+def test_each_bomb_in_the_inbox_is_refused_within_100_ms(tmp_path: Path) -> None:
+    """The hot folder's own read of a file (hash, then decode): a bomb costs no more than a header read."""
+    for kind, build in BOMBS.items():
+        (tmp_path / f"{kind}{SUFFIXES[kind]}").write_bytes(build(*BOMB_WH))
+    ready = HotFolderSource(tmp_path, product="p", stable_polls=1).poll()
+    assert len(ready) == len(BOMBS)
+    slow = {}
+    for captured in ready:
+        started = time.perf_counter()
+        with pytest.raises(ImageError, match="declares 30000x30000 pixels, which exceeds"):
+            captured.pixels()
+        elapsed_s = time.perf_counter() - started
+        if elapsed_s >= 0.1:
+            slow[captured.image_id] = round(elapsed_s * 1000.0, 1)
+    assert not slow, slow
 
 
 def test_restart_moves_already_stored_files_without_inspecting_again(tmp_path: Path) -> None:

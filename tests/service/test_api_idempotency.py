@@ -191,3 +191,54 @@ def test_a_product_request_that_lost_the_race_to_its_retry_is_answered_with_the_
     with pytest.raises(IdempotencyKeyTaken):
         products.create("board-a", 20.0, None, Upload(png(paint_board()), "t.png"), claim=claim)
     assert service.counts()["products"] == 1
+
+
+STORM = 16  # within the default upload line (4 inspected + 4 waiting per slot)
+
+
+def test_a_retry_storm_with_one_key_stores_once(
+    gated: tuple[TestClient, FakeInspector, dict[str, str]], storage: Storage
+) -> None:
+    """A client library retrying on timeout, 16 times at once, with one Idempotency-Key: one
+    inspection, one image file, and every answer names it (one 201, the rest replays)."""
+    client, inspector, auth = gated
+    r = client.post(
+        "/api/v1/products",
+        data={"name": "board-a", "px_per_mm": "20"},
+        files={"template": ("t.png", png(paint_board()), "image/png")},
+        headers=auth,
+    )
+    product = r.json()["id"]
+    board = png(with_short(paint_board()))
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+    start = threading.Barrier(STORM)
+
+    def retry() -> None:
+        start.wait(10)
+        answer = _upload(client, auth, product, "storm-1", board)
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=retry) for _ in range(STORM)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while inspector.calls < 4:  # every slot holds a copy of the request: they overlap for real
+        assert time.monotonic() < deadline, "the retries did not overlap"
+        time.sleep(0.01)
+    time.sleep(0.2)  # the rest pile up behind the slots
+    assert inspector.gate is not None
+    inspector.gate.set()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(a.status_code for a in answers) == [200] * (STORM - 1) + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert all(a.headers.get("Idempotent-Replayed") == "true" for a in answers if a.status_code == 200)
+    with storage.db.session() as session:
+        from sqlalchemy import text
+
+        assert session.execute(text("SELECT COUNT(*) FROM inspections")).scalar_one() == 1
+        assert session.execute(text("SELECT COUNT(*) FROM idempotency_keys")).scalar_one() == 1
+    stored = [p for p in (storage.data_dir / "images" / "inspections").rglob("*") if p.is_file()]
+    assert len(stored) == 1  # every loser's image file went with its rolled-back row

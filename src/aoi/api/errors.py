@@ -10,9 +10,12 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aoi.schema import InspectionInputError
+from aoi.storage.database import is_disk_full, is_unavailable
+from aoi.storage.images import ImageStoreError, ImageStoreFull
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ def not_found(what: str, ident: str) -> ApiError:
 def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "error": error}, status_code=status, headers=headers)
 
+
+RETRY_AFTER_S = "1"  # a restarting database is back within seconds; a client retries with its Idempotency-Key
+_STORAGE_FULL = (
+    "the {what} is full (no space left on its disk): this request was not stored; retry it once space is freed"
+)
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
@@ -68,7 +76,37 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), detail)
 
+    @app.exception_handler(ImageStoreError)
+    async def _image_store(request: Request, exc: ImageStoreError) -> JSONResponse:
+        if isinstance(exc, ImageStoreFull):
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+            return error_response(507, "storage_full", _STORAGE_FULL.format(what="image store"))
+        log.exception("image store error on %s %s", request.method, request.url.path)
+        detail = "the image store cannot be written: this request was not stored; retry it later"
+        return error_response(503, "storage_unavailable", detail, {"Retry-After": RETRY_AFTER_S})
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        """A database that is down, restarting or full is the server's state, not a bug: a 503 (or 507)
+        the client retries, never a 500."""
+        if is_disk_full(exc):
+            log.error("%s %s: database disk full: %s", request.method, request.url.path, exc)
+            return error_response(507, "storage_full", _STORAGE_FULL.format(what="results database"))
+        if not is_unavailable(exc):
+            return _internal_error(request, exc)
+        cause = getattr(exc, "orig", None) or exc
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, cause)
+        detail = (
+            f"the results database is unavailable ({type(cause).__name__}); retry the request"
+            " (with the same Idempotency-Key a retry never stores twice)"
+        )
+        return error_response(503, "database_unavailable", detail, {"Retry-After": RETRY_AFTER_S})
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
+        return _internal_error(request, exc)
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aoi.api import validation
 from aoi.api.errors import ApiError, not_found
@@ -27,6 +27,7 @@ from aoi.pipeline.panels import inspect_whole_or_tiled
 from aoi.pipeline.protocols import InspectorLike
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
 from aoi.storage import Storage
+from aoi.storage.database import is_unavailable
 from aoi.storage.idempotency import IdempotencyClaim, IdempotencyKeyTaken, add_claim, claim_exists
 from aoi.storage.inspections import InspectionFilter, InspectionRepository, ReviewError
 from aoi.storage.models import IMAGE_ID_MAX_CHARS, PRODUCT_NAME_MAX_CHARS, ProductRow
@@ -107,6 +108,10 @@ class ProductService:
             self.storage.images.delete(template_path)
             self._raise_if_claimed(claim)
             raise ApiError(409, "conflict", f"a product named {name!r} already exists") from None
+        except DBAPIError as exc:  # keep the template unless the row surely is not there (see the recorder)
+            if not is_unavailable(exc) or self.storage.db.row_exists(ProductRow, product_id) is False:
+                self.storage.images.delete(template_path)
+            raise
         except BaseException:
             self.storage.images.delete(template_path)
             raise

@@ -13,7 +13,9 @@ from typing import IO
 
 from aoi.pipeline.protocols import SourceError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+# Every format the decoder reads (aoi.data.image_header): a file of another readable format would
+# otherwise sit in the inbox, neither inspected nor set aside.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"})
 PARTIAL_SUFFIXES = frozenset({".part", ".tmp", ".partial", ".crdownload"})
 TEMPLATE_MARK = "_temp"  # `<name>_temp.<ext>` beside `<name>.<ext>` is that image's golden template
 REASON_SUFFIX = ".reason.txt"  # `failed/<name>.reason.txt` says why `failed/<name>` is there

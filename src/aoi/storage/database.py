@@ -10,6 +10,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -32,6 +34,22 @@ def resolve_database_url(data_dir: Path | str, database_url: str | None = None) 
         raise DatabaseConfigError(f"unsupported database URL {database_url!r}; use postgresql://... or sqlite:///...")
     path = Path(data_dir).resolve() / SQLITE_FILE_NAME
     return f"sqlite:///{path}"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (restarted, shut down, locked, pool
+    exhausted): the same request may succeed if retried, unlike a constraint or a bug."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's 'database or disk is full' (PostgreSQL's 53100 disk_full): no space for the row."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "pgcode", None)
+    return code == "53100" or "disk is full" in str(exc.orig)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -83,6 +101,15 @@ class Database:
         """A session whose work is committed on success and rolled back on any exception."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def row_exists(self, model: type[Any], ident: str) -> bool | None:
+        """Whether row `ident` of `model` is stored; None when the database cannot answer. Asked after
+        a commit failed on a lost connection: the commit may have landed before the connection went."""
+        try:
+            with self._sessions() as session:
+                return session.get(model, ident) is not None
+        except SQLAlchemyError:
+            return None
 
     def dispose(self) -> None:
         self.engine.dispose()

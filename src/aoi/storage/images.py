@@ -7,6 +7,7 @@ Files are written before the database commit and removed again if the commit fai
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import uuid
@@ -25,6 +26,13 @@ PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # lossless; level 1 keeps a 640x640
 
 class ImageStoreError(RuntimeError):
     """An image could not be written to or read from the store."""
+
+
+class ImageStoreFull(ImageStoreError):
+    """The image store's disk (or quota) is full: nothing was stored; retry once space is freed."""
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class ImageStore:
@@ -77,7 +85,6 @@ class ImageStore:
 
     def _write(self, relative: str, image: np.ndarray, png_bytes: bytes | None = None) -> str:
         full = self.path(relative)
-        full.parent.mkdir(parents=True, exist_ok=True)
         if png_bytes is None or not png_bytes.startswith(PNG_SIGNATURE):
             ok, encoded = cv2.imencode(".png", image, PNG_FAST)
             if not ok:
@@ -85,9 +92,12 @@ class ImageStore:
             png_bytes = encoded.tobytes()
         tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
         try:
+            full.parent.mkdir(parents=True, exist_ok=True)  # a new day folder needs space too
             tmp.write_bytes(png_bytes)
             os.replace(tmp, full)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise ImageStoreError(f"could not write {full}: {exc}") from exc
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            error = ImageStoreFull if exc.errno in _FULL_ERRNOS else ImageStoreError
+            raise error(f"could not write {full}: {exc}") from exc
         return relative

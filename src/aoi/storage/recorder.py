@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aoi.data.images import ImageError, read_image
 from aoi.schema import InspectionFailure, InspectionResult
-from aoi.storage.database import Database
+from aoi.storage.database import Database, is_unavailable
 from aoi.storage.idempotency import IdempotencyClaim, IdempotencyKeyTaken, add_claim, claim_exists
 from aoi.storage.images import ImageStore
 from aoi.storage.inspections import InspectionRepository
@@ -94,6 +94,22 @@ class InspectionRecorder:
                     if claim_exists(session, claim):
                         raise IdempotencyKeyTaken(claim) from None
             raise
+        except DBAPIError as exc:
+            # A lost connection may have lost the commit or only its answer: ask again. When the database
+            # cannot say, keep the files: a row without its image is worse than a file without a row,
+            # which the orphan sweep removes at the next start.
+            landed = self.db.row_exists(InspectionRow, inspection_id) if is_unavailable(exc) else False
+            if landed is None:
+                log.warning(
+                    "database lost while storing inspection %s (%s); its image files stay until the orphan sweep",
+                    inspection_id, type(exc.orig).__name__,
+                )  # fmt: skip
+                raise
+            if not landed:
+                for path in written:
+                    self.images.delete(path)
+                raise
+            log.warning("inspection %s was committed although the connection was lost at commit", inspection_id)
         except BaseException:
             for path in written:
                 self.images.delete(path)
