@@ -350,7 +350,9 @@ def _register_service_commands() -> None:
 
     app.command("serve")(service_cli.serve)
     app.command("export")(service_cli.export)
-    keys = typer.Typer(no_args_is_help=True, help="API keys for the line service: writes, and reads unless the service opens them.")
+    keys = typer.Typer(
+        no_args_is_help=True, help="API keys for the line service: writes, and reads unless the service opens them."
+    )
     keys.command("create")(service_cli.keys_create)
     keys.command("list")(service_cli.keys_list)
     keys.command("revoke")(service_cli.keys_revoke)
