@@ -32,6 +32,7 @@ import logging
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -72,6 +73,7 @@ def run_worker(data_dir: Path, engine: str, database_url: str | None, inspect_ms
     from aoi.api.line import INBOX_DIR_NAME, LineOptions, build_line
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aoi.storage.orphans").setLevel(logging.INFO)  # what each restart swept
     if engine == "fake":
         inspector = _fake_inspector(inspect_ms / 1000.0)
     else:
@@ -194,6 +196,15 @@ def check(data_dir: Path, names: list[str], database_url: str | None) -> dict[st
     }
 
 
+def swept_at_restarts(data_dir: Path) -> list[int]:
+    """Image files each worker run's start-up sweep removed (left by the kill before it)."""
+    found = []
+    for log in sorted(data_dir.glob("worker-*.log")):
+        match = re.search(r"orphan sweep: removed (\d+) image files", log.read_text(errors="replace"))
+        found.append(int(match.group(1)) if match else 0)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=1000)
@@ -263,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine": args.engine,
         "database": "postgresql" if args.database_url else "sqlite",
         "wall_s": round(elapsed_s, 1),
+        "orphans_swept_at_each_start": swept_at_restarts(data_dir),
         "checks": counts,
         "ok": error is None and not problems,
         "error": error,
