@@ -145,3 +145,18 @@ class IdempotencyKeyRow(Base):
     resource: Mapped[str] = mapped_column(String(32), nullable=False)  # "inspection" or "product"
     resource_id: Mapped[str] = mapped_column(String(32), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)
+
+
+class ReviewLeaseRow(Base):
+    """A pending defect handed to one operator by the review queue: nobody else is handed it until
+    `expires_at`, a review of it is recorded, or its holder takes another (one lease per holder).
+
+    `holder`: the API key's owner id (`api-key-<id>`); `holder_name`: the key's name, shown to others."""
+
+    __tablename__ = "review_leases"
+
+    defect_id: Mapped[str] = mapped_column(ForeignKey("defects.id", ondelete="CASCADE"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    holder_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    leased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
