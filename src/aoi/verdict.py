@@ -23,11 +23,20 @@ def _known_keys(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> 
 def _number(value: Any, what: str) -> float:
     """A finite int or float (not a bool, not a string): NaN and infinities would be stored as null."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SchemaError(f"{what} must be a number, got {value!r}")
-    number = float(value)
+        raise SchemaError(f"{what} must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range (10**400): no finite float holds it
+        number = math.inf
     if not math.isfinite(number):
-        raise SchemaError(f"{what} must be a finite number, got {value!r}")
+        raise SchemaError(f"{what} must be a finite number, got {_shown(value)}")
     return number
+
+
+def _shown(value: Any) -> str:
+    """`value` for an error message, a huge integer cut short (its repr could be thousands of digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class TypeRule:
     def __post_init__(self) -> None:
         count = self.max_count
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT_LIMIT:
-            raise SchemaError(f"max_count must be an integer from 0 to {MAX_COUNT_LIMIT}, got {count!r}")
+            raise SchemaError(f"max_count must be an integer from 0 to {MAX_COUNT_LIMIT}, got {_shown(count)}")
         size = _number(self.min_size_um, "min_size_um")
         if size < 0:
             raise SchemaError(f"min_size_um must be >= 0, got {size}")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,7 +58,54 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts) if parts else "invalid request"
 
 
+# What every error answers, as OpenAPI declares it (in place of FastAPI's own 422 body, a list of
+# pydantic errors, which this service never sends: `_validation` below turns them into one sentence).
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "title": "Detail", "description": "a readable sentence"},
+        "error": {"type": "string", "title": "Error", "description": "a stable code for scripts"},
+    },
+    "required": ["detail", "error"],
+}
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def document_error_shape(app: FastAPI) -> None:
+    """Make /openapi.json describe the 422 body this service sends ({"detail": str, "error": str})."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # FastAPI builds once and caches; the rewrite below is idempotent
+        schemas = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in schemas:
+            schemas.pop("HTTPValidationError")
+            schemas.pop("ValidationError", None)
+            schemas["Error"] = ERROR_SCHEMA
+            _replace_ref(schema.get("paths", {}), _FASTAPI_422, "#/components/schemas/Error")
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _replace_ref(node: Any, old: str, new: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and value == old:
+                node[key] = new
+            elif key == "description" and value == "Validation Error":
+                node[key] = "invalid request (a bad or missing value): {detail, error}"
+            else:
+                _replace_ref(value, old, new)
+    elif isinstance(node, list):
+        for item in node:
+            _replace_ref(item, old, new)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    document_error_shape(app)
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None

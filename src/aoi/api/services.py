@@ -104,10 +104,12 @@ class ProductService:
                 if claim is not None:
                     add_claim(session, claim, "product", product_id)
                 return product
-        except IntegrityError:
+        except IntegrityError:  # a concurrent request stored the name (any case) first: the index refused ours
             self.storage.images.delete(template_path)
             self._raise_if_claimed(claim)
-            raise ApiError(409, "conflict", f"a product named {name!r} already exists") from None
+            with self.storage.db.session() as session:
+                taken = ProductRepository(session).name_taken(name) or name
+            raise ApiError(409, "conflict", f"a product named {taken!r} already exists (names ignore case)") from None
         except DBAPIError as exc:  # keep the template unless the row surely is not there (see the recorder)
             if not is_unavailable(exc) or self.storage.db.row_exists(ProductRow, product_id) is False:
                 self.storage.images.delete(template_path)

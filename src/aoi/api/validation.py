@@ -16,11 +16,13 @@ from typing import Any
 from aoi.api.errors import ApiError
 from aoi.storage.records import as_utc
 
-PRODUCT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+# A letter or digit first: not '.' (hidden, '..'), not '-' (read as an option by shell tools), not '_'.
+PRODUCT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RESERVED_PRODUCT_NAMES = frozenset({"done", "failed"})  # the hot folder's own subfolders
 PX_PER_MM_RANGE = (1.0, 100_000.0)
 MAX_JSON_CHARS = 16_384
 MAX_JSON_DEPTH = 32
+MAX_JSON_INTEGER = 2**53  # every number in these objects becomes a float; larger integers overflow or lose digits
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _RECORD_ID = re.compile(r"[0-9a-f]{32}")
@@ -54,7 +56,8 @@ def product_name(name: str) -> str:
     name = name.strip()
     if PRODUCT_NAME_PATTERN.fullmatch(name) is None:
         raise invalid(
-            f"product name {name[:80]!r} must be 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+            f"product name {name[:80]!r} must be 1 to 64 letters, digits, '-', '_' or '.', starting with a letter"
+            " or a digit"
         )
     if name.lower() in RESERVED_PRODUCT_NAMES:
         raise invalid(f"product name {name!r} is reserved (the hot folder's {name.lower()}/ folder)")
@@ -71,7 +74,8 @@ def px_per_mm(value: float) -> float:
 
 
 def json_object(text: str, what: str) -> dict[str, Any]:
-    """Parse a small JSON object: size and nesting are bounded before parsing, NaN and Infinity refused."""
+    """Parse a small JSON object: size and nesting are bounded before parsing, NaN, Infinity and integers
+    beyond +-2^53 refused."""
     if len(text) > MAX_JSON_CHARS:
         raise invalid(f"{what} is {len(text)} characters long; the limit is {MAX_JSON_CHARS}")
     depth = deepest = 0
@@ -85,8 +89,8 @@ def json_object(text: str, what: str) -> dict[str, Any]:
     if deepest > MAX_JSON_DEPTH:
         raise invalid(f"{what} is nested {deepest} levels deep; the limit is {MAX_JSON_DEPTH}")
     try:
-        data = json.loads(text, parse_constant=_no_constant)
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers of thousands of digits
+        data = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers beyond +-2^53
         raise ApiError(422, "malformed_json", f"{what} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise invalid(f"{what} must be a JSON object")
@@ -95,6 +99,14 @@ def json_object(text: str, what: str) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _bounded_int(digits: str) -> int:
+    """An integer within +-2^53; past that, float() of it overflows (10**400) or rounds (2**63 + 1)."""
+    if len(digits.lstrip("-")) > 16 or abs(value := int(digits)) > MAX_JSON_INTEGER:
+        shown = digits if len(digits) <= 24 else f"{digits[:12]}...({len(digits)} digits)"
+        raise ValueError(f"the integer {shown} is out of range; integers here are within +-2^53")
+    return value
 
 
 def utc_moment(moment: datetime | None, what: str) -> datetime | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 IMAGE_ID_MAX_CHARS = 500  # the image_id columns; longer ids are refused before they reach the database
@@ -42,7 +42,8 @@ class ApiKeyRow(Base):
 
 class ProductRow(Base):
     """A recipe: golden template, calibration, pass/fail rules (`VerdictRules.to_dict()` shape) and the
-    capture setup (`CaptureSettings.to_dict()` shape; NULL: the model bundle's settings)."""
+    capture setup (`CaptureSettings.to_dict()` shape; NULL: the model bundle's settings). `name` is
+    unique whatever its case (the index below)."""
 
     __tablename__ = "products"
 
@@ -55,6 +56,11 @@ class ProductRow(Base):
     rules: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     capture: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+
+
+# Names are unique whatever their case (migration 0006): `DeepPCB` and `deeppcb` would share a hot-folder
+# subfolder on a case-insensitive file system. The API checks first; this refuses a concurrent second insert.
+Index("uq_products_name_lower", func.lower(ProductRow.name), unique=True)
 
 
 class InspectionRow(Base):
