@@ -9,11 +9,17 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from aoi.api.settings import DEFAULT_DATA_DIR, DEFAULT_MAX_UPLOAD_BYTES, ServiceSettings
+from aoi.api.settings import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_RATE_LIMIT_BURST,
+    DEFAULT_UPLOAD_WAIT_S,
+    ServiceSettings,
+)
 
 log = logging.getLogger("aoi.serve")
 
@@ -46,6 +52,43 @@ def serve(
     ] = DEFAULT_MAX_UPLOAD_BYTES / 2**20,
     workers: Annotated[int, typer.Option("--workers", help="Inspection threads of the capture pipeline.")] = 2,
     no_hot_folder: Annotated[bool, typer.Option("--no-hot-folder", help="Do not watch DATA_DIR/inbox.")] = False,
+    upload_concurrency: Annotated[
+        int | None,
+        typer.Option("--upload-concurrency", min=1, help="Uploads decoded and inspected at once. Default: 1 per core."),
+    ] = None,
+    upload_queue: Annotated[
+        int | None,
+        typer.Option(
+            "--upload-queue",
+            min=0,
+            help="Uploads admitted to wait for an inspection slot; past concurrency + queue an upload is refused"
+            " at once (503 + Retry-After, before its body is read). Default: 4 per slot.",
+        ),
+    ] = None,
+    upload_wait_s: Annotated[
+        float,
+        typer.Option(
+            "--upload-wait-s",
+            min=0.001,
+            help="Longest wait of an admitted upload for an inspection slot; then 503 + Retry-After.",
+        ),
+    ] = DEFAULT_UPLOAD_WAIT_S,
+    max_inflight_mb: Annotated[
+        float | None,
+        typer.Option(
+            "--max-inflight-mb",
+            min=0.0,
+            help="Request bodies held at once, all requests together, in MiB (at least --max-upload-mb); past it"
+            " 503 + Retry-After. Default: 4 x --max-upload-mb.",
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        float,
+        typer.Option("--rate-limit", min=0.0, help="Writes a second per API key; past it 429 + Retry-After. 0: off."),
+    ] = 0.0,
+    rate_burst: Annotated[
+        int, typer.Option("--rate-burst", min=1, help="Writes one API key may send at once above --rate-limit.")
+    ] = DEFAULT_RATE_LIMIT_BURST,
     open_reads: Annotated[
         bool | None,
         typer.Option(
@@ -63,12 +106,17 @@ def serve(
     from aoi.detection.inspector import Inspector
     from aoi.storage import Storage
 
+    upload_bytes = int(max_upload_mb * 2**20)
+    admission = _admission_options(
+        upload_bytes, upload_concurrency, upload_queue, upload_wait_s, max_inflight_mb, rate_limit, rate_burst
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServiceSettings(
         data_dir=data_dir,
         database_url=database_url,
         max_upload_bytes=int(max_upload_mb * 2**20),
         model_bundle=model,
+        **admission,
         open_reads=demo if open_reads is None else open_reads,  # the demo is a local showcase with no keys
     )
     try:
@@ -119,6 +167,34 @@ def _log_read_access(open_reads: bool, demo: bool) -> None:
             "reads are closed: the dashboard and the API need an API key with the read scope"
             " (aoi keys create --scopes read); --open-reads opens them"
         )
+
+
+def _admission_options(
+    max_upload_bytes: int,
+    upload_concurrency: int | None,
+    upload_queue: int | None,
+    upload_wait_s: float,
+    max_inflight_mb: float | None,
+    rate_limit: float,
+    rate_burst: int,
+) -> dict[str, Any]:
+    """The `ServiceSettings` of admission control from `aoi serve` flags; exits 2 with the reason when
+    they do not fit together (e.g. an in-flight budget smaller than one upload)."""
+    options: dict[str, Any] = {
+        "upload_queue": upload_queue,
+        "upload_wait_s": upload_wait_s,
+        "max_inflight_bytes": None if max_inflight_mb is None else int(max_inflight_mb * 2**20),
+        "rate_limit_per_s": rate_limit,
+        "rate_limit_burst": rate_burst,
+    }
+    if upload_concurrency is not None:
+        options["upload_concurrency"] = upload_concurrency
+    try:
+        ServiceSettings(max_upload_bytes=max_upload_bytes, **options)
+    except ValueError as exc:
+        typer.echo(f"error: {exc} (see aoi serve --help)", err=True)
+        raise typer.Exit(2) from None
+    return options
 
 
 def keys_create(

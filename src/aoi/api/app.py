@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aoi import __version__
+from aoi.api.admission import install_admission_control
 from aoi.api.docs import install_offline_docs
 from aoi.api.errors import install_error_handlers
-from aoi.api.limits import BodySizeLimit
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.models import API_PREFIX
 from aoi.api.routers import catalogue, inspections, ops, products, stats
@@ -101,7 +101,7 @@ def create_app(
             log.warning("dashboard package not available; serving the API only")
         else:
             app.include_router(dashboard)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    install_admission_control(app, svc)  # key, rate, upload line and body limits, before any body is read
     app.add_middleware(RejectionCounter, metrics=metrics)
     return app
 

@@ -6,7 +6,6 @@ called from scripts and tests.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from aoi.api import validation
 from aoi.api.errors import ApiError, not_found
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.settings import ServiceSettings
+from aoi.api.upload_line import UploadLine
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
@@ -179,15 +179,12 @@ class InspectionService:
         self.settings = settings
         self.metrics = metrics
         self.products = products
-        self._slots = threading.BoundedSemaphore(settings.upload_concurrency)
-        self._waiting = 0
-        self._busy = 0
-        self._count_lock = threading.Lock()
-        metrics.add_gauge("upload_slots", "Uploads being inspected (busy) and waiting for a slot.", self._slot_counts)
-
-    def _slot_counts(self) -> dict[str, float]:
-        with self._count_lock:
-            return {"busy": float(self._busy), "waiting": float(self._waiting)}
+        self.uploads = UploadLine(settings.upload_concurrency, settings.upload_queue_depth, settings.upload_wait_s)
+        metrics.add_gauge(
+            "upload_slots",
+            "Uploads being inspected (busy), waiting for a slot, and admitted in all (the HTTP door's count).",
+            self.uploads.counts,
+        )
 
     def inspect_upload(
         self,
@@ -214,18 +211,8 @@ class InspectionService:
         if product_ref is not None:
             validation.plain_text(product_ref, "product", PRODUCT_NAME_MAX_CHARS)
         product = self.products.get(product_ref) if product_ref is not None else None
-        with self._count_lock:
-            self._waiting += 1
-        self._slots.acquire()  # back-pressure: wait for a core, never refuse
-        with self._count_lock:
-            self._waiting -= 1
-            self._busy += 1
-        try:
+        with self.uploads.slot():  # a core, or UploadLineFull (503) after `upload_wait_s`
             test, result, uploaded_template = self._decode_and_inspect(image, product, template, px_per_mm, image_id)
-        finally:
-            with self._count_lock:
-                self._busy -= 1
-            self._slots.release()
         stored = self.storage.recorder.record(
             result,
             test,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,10 @@ from aoi.schema import DEFAULT_PX_PER_MM
 
 DEFAULT_DATA_DIR = Path("aoi-data")
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # a 16k x 16k PNG panel plus its template fits
+INFLIGHT_UPLOADS_OF_MAX_SIZE = 4  # default in-flight byte budget: this many largest uploads at once
+UPLOAD_QUEUE_PER_SLOT = 4  # default upload queue: this many waiting uploads per inspection slot
+DEFAULT_UPLOAD_WAIT_S = 30.0
+DEFAULT_RATE_LIMIT_BURST = 20
 
 
 @dataclass(frozen=True)
@@ -19,8 +24,14 @@ class ServiceSettings:
     `panel_tile_px`: uploads larger than this in either dimension are inspected tile by tile.
     `default_px_per_mm` applies to uploads with an explicit template and no product.
     `upload_concurrency`: uploads decoded and inspected at once (one per core by default); more
-    concurrent requests wait for a slot (back-pressure, nothing is dropped) instead of fighting over
-    the cores, which would only make every one of them slower.
+    concurrent requests wait for a slot instead of fighting over the cores, which would only make
+    every one of them slower.
+    `upload_queue`: uploads admitted to wait for a slot (None: 4 per slot); past `upload_concurrency`
+    + `upload_queue` an upload is refused at once with 503 + Retry-After, before its body is read.
+    `upload_wait_s`: an upload that waited this long for a slot is refused (503 + Retry-After).
+    `max_inflight_bytes`: request bodies held at once, all requests together (None: 4 of the largest
+    uploads); a body that would pass it is refused with 503 + Retry-After.
+    `rate_limit_per_s`: writes a second per API key (0: no limit), `rate_limit_burst` at once (429).
     `open_reads`: serve stored data (inspections, images, stats, products, export) without an API key;
     False: every such read needs a key with the `read` scope (`aoi serve --open-reads` sets it).
     """
@@ -34,6 +45,11 @@ class ServiceSettings:
     panel_overlap_px: int = 96
     serve_dashboard: bool = True
     upload_concurrency: int = max(1, os.cpu_count() or 1)
+    upload_queue: int | None = None
+    upload_wait_s: float = DEFAULT_UPLOAD_WAIT_S
+    max_inflight_bytes: int | None = None
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
     open_reads: bool = False
 
     def __post_init__(self) -> None:
@@ -43,3 +59,30 @@ class ServiceSettings:
             raise ValueError(f"upload_concurrency must be at least 1, got {self.upload_concurrency}")
         if not self.default_px_per_mm > 0:
             raise ValueError(f"default_px_per_mm must be positive, got {self.default_px_per_mm}")
+        if self.upload_queue is not None and self.upload_queue < 0:
+            raise ValueError(f"upload_queue must be 0 or more, got {self.upload_queue}")
+        if not (self.upload_wait_s > 0 and math.isfinite(self.upload_wait_s)):
+            raise ValueError(f"upload_wait_s must be a positive number of seconds, got {self.upload_wait_s}")
+        if self.max_inflight_bytes is not None and self.max_inflight_bytes < self.max_upload_bytes:
+            raise ValueError(
+                f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least max_upload_bytes"
+                f" ({self.max_upload_bytes}), or an upload of the largest size could never be accepted"
+            )
+        if not (self.rate_limit_per_s >= 0 and math.isfinite(self.rate_limit_per_s)):
+            raise ValueError(f"rate_limit_per_s must be 0 (off) or a positive rate, got {self.rate_limit_per_s}")
+        if self.rate_limit_burst < 1:
+            raise ValueError(f"rate_limit_burst must be at least 1, got {self.rate_limit_burst}")
+
+    @property
+    def upload_queue_depth(self) -> int:
+        """`upload_queue`, or its default: 4 waiting uploads per inspection slot."""
+        if self.upload_queue is not None:
+            return self.upload_queue
+        return UPLOAD_QUEUE_PER_SLOT * self.upload_concurrency
+
+    @property
+    def inflight_bytes_budget(self) -> int:
+        """`max_inflight_bytes`, or its default: 4 uploads of the largest size."""
+        if self.max_inflight_bytes is not None:
+            return self.max_inflight_bytes
+        return INFLIGHT_UPLOADS_OF_MAX_SIZE * self.max_upload_bytes
