@@ -8,7 +8,7 @@ so a client that falls behind shows it) runs for a warm-up and a measured window
 
 - the ACHIEVED rate of accepted inspections (201 answers received during the window, per second),
   and how long after the window the last answer came (`drained_s` - duration: the backlog);
-- p50 / p99 / max latency of the accepted ones;
+- p50 / p99 / max latency of the accepted ones, from the due time and from the send (the server's part);
 - the 503s (line full, or no slot in time): count, p50 / p99 / max latency, Retry-After values;
 - any other answer or transport error;
 - the 1-minute load average before and after, and the server's CPU seconds per second.
@@ -164,6 +164,7 @@ def run_rate(
         "accepted_of_due_in_window": len(accepted),
         "drained_s": round(drained_s, 1),
         "accepted_latency_ms": _spread(accepted),
+        "accepted_answer_ms_from_send": _spread([a.answer_s for a in window if a.status == 201]),
         "refused_503": len(refused),
         "refused_503_per_s": round(len(refused) / args.duration, 1),
         "refused_503_latency_ms": _spread(refused_s),
