@@ -1,4 +1,4 @@
-"""The `aoi` command line: inspect, eval, train, bench, serve, keys."""
+"""The `aoi` command line: inspect, eval, train, bench, serve, keys, export, report."""
 
 from __future__ import annotations
 
@@ -350,6 +350,7 @@ def _register_service_commands() -> None:
 
     app.command("serve")(service_cli.serve)
     app.command("export")(service_cli.export)
+    app.command("report")(service_cli.report)
     keys = typer.Typer(
         no_args_is_help=True, help="API keys for the line service: writes, and reads unless the service opens them."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -182,6 +183,64 @@ class Defect:
             raise SchemaError(f"malformed defect record: {exc}") from exc
 
 
+# Lot, panel and line ids: what a barcode, a file name or an MES hands over, and what an operator types
+# into a search box and a report URL. A letter or digit first, then letters, digits and . _ - : # +
+# (no space, no slash, no control character), at most 64 characters.
+TRACE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:#+-]{0,63}")
+TRACE_ID_MAX_CHARS = 64
+TRACE_FIELDS = ("lot", "panel_id", "line")
+
+
+def check_trace_id(value: str, what: str) -> str:
+    """`value` when it is a safe lot, panel or line id; SchemaError naming `what` otherwise."""
+    if not isinstance(value, str) or TRACE_ID_PATTERN.fullmatch(value) is None:
+        shown = repr(value)[:80]
+        raise SchemaError(
+            f"{what} {shown} must be 1 to {TRACE_ID_MAX_CHARS} letters, digits or . _ - : # +, starting with a"
+            " letter or a digit"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Where an inspected board comes from: its production lot, its panel (serial) id and the line that
+    inspected it. Each may be unknown (None); values are checked with `check_trace_id` when built."""
+
+    lot: str | None = None
+    panel_id: str | None = None
+    line: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in TRACE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                check_trace_id(value, name)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.lot is None and self.panel_id is None and self.line is None
+
+    def or_else(self, other: Trace) -> Trace:
+        """This trace with each unknown field taken from `other`."""
+        return Trace(
+            lot=self.lot if self.lot is not None else other.lot,
+            panel_id=self.panel_id if self.panel_id is not None else other.panel_id,
+            line=self.line if self.line is not None else other.line,
+        )
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"lot": self.lot, "panel_id": self.panel_id, "line": self.line}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Trace:
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"trace must be an object with {', '.join(TRACE_FIELDS)}, got a {type(data).__name__}")
+        return cls(**{name: data.get(name) for name in TRACE_FIELDS})
+
+
 @dataclass(frozen=True)
 class InspectionResult:
     """The outcome of inspecting one tested image against its golden template."""
@@ -195,6 +254,7 @@ class InspectionResult:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     registration: Mapping[str, float] = field(default_factory=dict)
     product: str | None = None
+    trace: Trace = field(default_factory=Trace)  # lot, panel and line, when the source knows them
 
     def __post_init__(self) -> None:
         if not self.image_id:
@@ -210,9 +270,12 @@ class InspectionResult:
         for d in self.defects:
             if not isinstance(d, Defect):
                 raise SchemaError(f"defects must be Defect objects, got {type(d).__name__}")
+        if not isinstance(self.trace, Trace):
+            raise SchemaError(f"trace must be a Trace, got {type(self.trace).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The result as JSON; `trace` only when something of it is known (results without one keep their shape)."""
+        data: dict[str, Any] = {
             "image_id": self.image_id,
             "product": self.product,
             "image_size_wh": list(self.image_size_wh),
@@ -223,6 +286,9 @@ class InspectionResult:
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
             "registration": {k: round(float(v), 4) for k, v in self.registration.items()},
         }
+        if not self.trace.is_empty:
+            data["trace"] = self.trace.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InspectionResult:
@@ -237,6 +303,7 @@ class InspectionResult:
                 defects=tuple(Defect.from_dict(d) for d in data.get("defects", [])),
                 timings_ms=dict(data.get("timings_ms", {})),
                 registration=dict(data.get("registration", {})),
+                trace=Trace.from_dict(data.get("trace")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, SchemaError):

@@ -1,4 +1,4 @@
-"""Commands of the line service: `aoi serve`, `aoi keys create|list|revoke` and `aoi export`.
+"""Commands of the line service: `aoi serve`, `aoi keys create|list|revoke`, `aoi export` and `aoi report`.
 
 The lead registers these functions in `aoi.cli`; `python -m aoi.service_cli serve ...` runs them
 directly too.
@@ -20,6 +20,7 @@ from aoi.api.settings import (
     DEFAULT_UPLOAD_WAIT_S,
     ServiceSettings,
 )
+from aoi.shifts import DEFAULT_SHIFTS
 
 log = logging.getLogger("aoi.serve")
 
@@ -97,6 +98,20 @@ def serve(
             " (a key with the read scope), open with --demo.",
         ),
     ] = None,
+    line_name: Annotated[
+        str | None,
+        typer.Option("--line-name", help="This line's name, recorded with every board it inspects (e.g. SMT-2)."),
+    ] = None,
+    shifts: Annotated[
+        str,
+        typer.Option(
+            "--shifts", help="The plant's shifts for shift reports: [NAME=]HH[:MM]-HH[:MM],... e.g. A=06-14,B=14-22"
+        ),
+    ] = DEFAULT_SHIFTS,
+    shift_timezone: Annotated[
+        str | None,
+        typer.Option("--shift-timezone", help="Time zone of the shift hours, e.g. Asia/Seoul. Default: the server's."),
+    ] = None,
 ) -> None:
     """Run the line: capture pipeline, HTTP API (/docs) and dashboard (/) in one process."""
     import uvicorn
@@ -118,6 +133,7 @@ def serve(
         model_bundle=model,
         **admission,
         open_reads=demo if open_reads is None else open_reads,  # the demo is a local showcase with no keys
+        **_trace_options(line_name, shifts, shift_timezone),
     )
     try:
         storage = Storage.open(settings.data_dir, settings.database_url)
@@ -191,6 +207,17 @@ def _admission_options(
         options["upload_concurrency"] = upload_concurrency
     try:
         ServiceSettings(max_upload_bytes=max_upload_bytes, **options)
+    except ValueError as exc:
+        typer.echo(f"error: {exc} (see aoi serve --help)", err=True)
+        raise typer.Exit(2) from None
+    return options
+
+
+def _trace_options(line_name: str | None, shifts: str, shift_timezone: str | None) -> dict[str, Any]:
+    """The `ServiceSettings` of traceability and shift reports; exits 2 with the reason when one is unusable."""
+    options: dict[str, Any] = {"line_name": line_name, "shifts": shifts, "shift_timezone": shift_timezone}
+    try:
+        ServiceSettings(**options)
     except ValueError as exc:
         typer.echo(f"error: {exc} (see aoi serve --help)", err=True)
         raise typer.Exit(2) from None
@@ -329,6 +356,74 @@ def export(
     )
 
 
+def report(
+    out: Annotated[Path, typer.Option("--out", help="File to write (its folder must exist).")],
+    lot: Annotated[str | None, typer.Option("--lot", help="Report on this production lot.")] = None,
+    shift: Annotated[
+        str | None, typer.Option("--shift", help="Report on this shift (a name from --shifts), with --date.")
+    ] = None,
+    day: Annotated[
+        str | None, typer.Option("--date", help="The date the shift starts on (YYYY-MM-DD), with --shift.")
+    ] = None,
+    line: Annotated[str | None, typer.Option("--line", help="Only the boards of this line.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (printable page) | csv | json")] = "html",
+    lang: Annotated[str, typer.Option("--lang", help="Language of the HTML page: en | ko")] = "en",
+    shifts: Annotated[
+        str, typer.Option("--shifts", help="The plant's shifts, as aoi serve --shifts.")
+    ] = DEFAULT_SHIFTS,
+    shift_timezone: Annotated[
+        str | None, typer.Option("--shift-timezone", help="Time zone of the shift hours. Default: the server's.")
+    ] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Write a lot or shift report: yield, defect Pareto, defect heat map, false-call rate, failed boards."""
+    from datetime import date
+
+    from aoi.reports import EmptyReport, ReportFormat, build_report, lot_scope, rendered, shift_scope
+    from aoi.schema import SchemaError
+    from aoi.shifts import ShiftError, ShiftPlan, plant_zone
+    from aoi.storage import Storage
+
+    def fail(message: str) -> typer.Exit:
+        typer.echo(f"error: {message}", err=True)
+        return typer.Exit(2)
+
+    if (lot is None) == (shift is None):
+        raise fail("give either --lot, or --shift with --date")
+    if fmt not in {f.value for f in ReportFormat}:
+        raise fail(f"--format must be html, csv or json, not {fmt!r}")
+    if lang not in ("en", "ko"):
+        raise fail(f"--lang must be en or ko, not {lang!r}")
+    try:
+        zone = plant_zone(shift_timezone)
+        if lot is not None:
+            scope = lot_scope(lot, line)
+        else:
+            if day is None:
+                raise fail("--shift needs --date (the date the shift starts on, YYYY-MM-DD)")
+            scope = shift_scope(ShiftPlan.parse(shifts), zone, date.fromisoformat(day), shift or "", line)
+    except (SchemaError, ShiftError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    storage = Storage.open(data_dir, database_url)
+    try:
+        built = build_report(storage, scope)
+    except EmptyReport as exc:
+        raise fail(str(exc)) from None
+    finally:
+        storage.close()
+    page = rendered(built, ReportFormat(fmt), lang, zone)
+    try:
+        out.write_text(page.body, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {out}: {exc}") from None
+    y = built.inspections.yield_ratio
+    typer.echo(
+        f"{scope.kind} report {scope.title}: {built.inspections.total} inspections, yield"
+        f" {'-' if y is None else f'{y * 100:.1f}%'}, {built.defects_counted} defects -> {out}"
+    )
+
+
 def _redacted(url: str) -> str:
     """A database URL without its password, for logs."""
     scheme, sep, rest = url.partition("://")
@@ -342,6 +437,7 @@ def _redacted(url: str) -> str:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="aoi line service")
 app.command("serve")(serve)
 app.command("export")(export)
+app.command("report")(report)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for writes and closed reads.")
 keys_app.command("create")(keys_create)
 keys_app.command("list")(keys_list)

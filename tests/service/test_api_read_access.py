@@ -35,13 +35,13 @@ def _stored_data_reads(service: Service) -> list[str]:
     """A URL for every GET of the API that serves stored data, filled with a stored product and
     inspection (read from the schema, so a read added later is checked too)."""
     product = service.add_product()
-    inspection = service.inspect(with_short(paint_board()), product["id"])
+    inspection = service.inspect(with_short(paint_board()), product["id"], lot="L1")  # a lot: its report
     review = {"decision": "confirm"}
     r = service.client.post(
         f"/api/v1/defects/{inspection['defects'][0]['id']}/review", json=review, headers=service.auth
     )
     assert r.status_code == 200, r.text  # something reviewed: the export has a pair to give
-    ids = {"product_id": product["id"], "inspection_id": inspection["id"]}
+    ids = {"product_id": product["id"], "inspection_id": inspection["id"], "lot": "L1"}
     paths = service.client.get("/openapi.json").json()["paths"]
     urls = [path.format(**ids) for path, ops in paths.items() if "get" in ops and path not in OPEN_PATHS]
     assert len(urls) >= 7, urls  # inspections, one, overlay, products, one, stats, export

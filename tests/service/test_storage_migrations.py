@@ -19,11 +19,11 @@ from tests.service.conftest import PG_ADMIN_URL, FakeInspector, paint_board, png
 
 from aoi.api import ServiceSettings, create_app
 from aoi.pipeline.capture import CaptureSettings
-from aoi.schema import Defect, InspectionFailure, InspectionResult, Verdict
+from aoi.schema import Defect, InspectionFailure, InspectionResult, Trace, Verdict
 from aoi.storage import ImageStore, InspectionRecorder, Storage
 from aoi.storage.database import MIGRATIONS_DIR, Database, resolve_database_url
 from aoi.storage.idempotency import IdempotencyClaim, add_claim, find_claim
-from aoi.storage.inspections import InspectionRepository
+from aoi.storage.inspections import InspectionFilter, InspectionRepository
 from aoi.storage.keys import (
     ALL_SCOPES,
     KeyState,
@@ -35,7 +35,7 @@ from aoi.storage.keys import (
     look_up_api_key,
     row_scopes,
 )
-from aoi.storage.models import ProductRow
+from aoi.storage.models import DefectRow, InspectionRow, ProductRow
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, utc_now_aware
 from aoi.verdict import VerdictRules
@@ -105,6 +105,30 @@ def _add_old_product(db: Database, images: ImageStore, product_id: str = "p" * 3
     return Product(product_id, name, template_path, (640, 640), 20.0, VerdictRules(), created_at)
 
 
+def _add_old_inspection(db: Database, images: ImageStore, source_key: str, product_id: str | None = None) -> str:
+    """An inspection with one short at (300, 300, 316, 312), written with only the columns of revision 0001
+    (the ORM row of today has newer ones, which an INSERT through it would name); returns its id."""
+    inspection_id = uuid.uuid4().hex
+    test_path = images.save_inspection_image(inspection_id, with_short(paint_board()), "test")
+    inspections, defects = InspectionRow.__table__, DefectRow.__table__
+    with db.engine.begin() as conn:
+        conn.execute(
+            inspections.insert().values(
+                id=inspection_id, image_id="b1", product_id=product_id, source="hotfolder", source_key=source_key,
+                verdict="fail", width_px=640, height_px=640, px_per_mm=20.0, model_version="m", timings_ms={},
+                registration={}, defect_count=1, test_image_path=test_path, template_path=None,
+                created_at=utc_now_aware(),
+            )
+        )  # fmt: skip
+        conn.execute(
+            defects.insert().values(
+                id=uuid.uuid4().hex, inspection_id=inspection_id, position=0, type="short", confidence=0.8,
+                x1_px=300.0, y1_px=300.0, x2_px=316.0, y2_px=312.0,
+            )
+        )  # fmt: skip
+    return inspection_id
+
+
 def _add_old_key(db: Database, label: str) -> str:
     """An API key row as revisions 0001 to 0003 stored it (no scopes); returns its token."""
     token = f"aoi_old_{uuid.uuid4().hex}"
@@ -124,17 +148,7 @@ def test_upgrade_to_idempotency_keys_keeps_the_data(empty_database_url: str, tmp
         recorder = InspectionRecorder(db, images)
         _add_old_key(db, "line 1")
         _add_old_product(db, images)
-        result = InspectionResult(
-            image_id="b1",
-            image_size_wh=(640, 640),
-            defects=(Defect("short", 0.8, (300, 300, 316, 312)),),
-            verdict=Verdict.FAIL,
-            px_per_mm=20.0,
-            model_version="m",
-        )
-        stored = recorder.record(
-            result, with_short(paint_board()), source="hotfolder", source_key="hotfolder:b1.png:1:2"
-        )
+        stored_id = _add_old_inspection(db, images, "hotfolder:b1.png:1:2")
         recorder.record_failure(InspectionFailure("bad.png", "ImageError", "not an image"), "hotfolder:bad.png:3:4")
 
         db.migrate()  # what `aoi serve` does at start: 0001 -> head
@@ -154,14 +168,14 @@ def test_upgrade_to_idempotency_keys_keeps_the_data(empty_database_url: str, tmp
             "idempotency_keys": 0,
         }
         with db.session() as session:
-            again = InspectionRepository(session).get(stored.id)
+            again = InspectionRepository(session).get(stored_id)
         assert again is not None and again.result.defects[0].box_px == (300.0, 300.0, 316.0, 312.0)
         claim = IdempotencyClaim("api-key-1", "k-1", "f" * 64)
         with db.transaction() as session:
-            add_claim(session, claim, "inspection", stored.id)
+            add_claim(session, claim, "inspection", stored_id)
         with db.session() as session:
             found = find_claim(session, "api-key-1", "k-1")
-        assert found is not None and found.resource_id == stored.id
+        assert found is not None and found.resource_id == stored_id
 
         _migrate(db, "0001", down=True)  # and back: the old schema, the old data
         assert _revision(db) == "0001"
@@ -194,26 +208,17 @@ def test_upgrade_to_product_capture_keeps_the_products(empty_database_url: str, 
         _migrate(db, "0002")
         images = ImageStore(tmp_path / "images")
         product = _add_old_product(db, images)
-        result = InspectionResult(
-            image_id="b1",
-            image_size_wh=(640, 640),
-            defects=(Defect("short", 0.8, (300, 300, 316, 312)),),
-            verdict=Verdict.FAIL,
-            px_per_mm=20.0,
-            model_version="m",
-        )
-        stored = InspectionRecorder(db, images).record(
-            result, with_short(paint_board()), product=product, source="hotfolder", source_key="hotfolder:b1.png:1"
-        )
+        stored_id = _add_old_inspection(db, images, "hotfolder:b1.png:1", product_id=product.id)
 
         _migrate(db, "0003")
 
         assert _revision(db) == "0003"
         with db.engine.connect() as conn:  # SQL NULL, not a JSON null: "no setup" is one value
             assert conn.execute(text("SELECT COUNT(*) FROM products WHERE capture IS NULL")).scalar_one() == 1
+        _migrate(db, "head")  # the ORM rows of today have the columns of every later revision too
         with db.session() as session:
             again = ProductRepository(session).get("board-a")
-            inspection = InspectionRepository(session).get(stored.id)
+            inspection = InspectionRepository(session).get(stored_id)
         assert again is not None and again.capture is None
         assert again.rules == VerdictRules() and again.template_path == product.template_path
         assert inspection is not None and inspection.product_name == "board-a"
@@ -386,3 +391,79 @@ def test_a_0004_key_reads_through_the_api_after_the_upgrade(empty_database_url: 
             assert r.status_code == 403 and "'read' scope" in r.json()["detail"]
     finally:
         storage.close()
+
+
+def _revision_before(revision: str) -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    down = ScriptDirectory.from_config(config).get_revision(revision).down_revision
+    assert isinstance(down, str)
+    return down
+
+
+def _index_names(db: Database, table: str) -> set[str]:
+    return {str(i["name"]) for i in inspect(db.engine).get_indexes(table)}
+
+
+def test_upgrade_to_traceability_keeps_the_inspections(empty_database_url: str, tmp_path: Path) -> None:
+    """-> 0008 adds inspections.lot/panel_id/line (indexed) and products.trace: inspections stored before
+    keep every value and read back with no lot, panel or line; new ones store theirs and are found by them;
+    and back down, the columns go and the rows stay."""
+    db = Database(empty_database_url)
+    try:
+        before = _revision_before("0008")
+        _migrate(db, before)
+        images = ImageStore(tmp_path / "images")
+        product = _add_old_product(db, images)
+        old_id = _add_old_inspection(db, images, "hotfolder:b1.png:1", product_id=product.id)
+        with db.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE defects SET review_status = 'confirmed', reviewed_by = 'kim', reviewed_at = :now"),
+                {"now": utc_now_aware()},
+            )
+
+        _migrate(db, "0008")
+
+        assert _revision(db) == "0008"
+        columns = {c["name"]: c for c in inspect(db.engine).get_columns("inspections")}
+        assert all(columns[name]["nullable"] for name in ("lot", "panel_id", "line"))
+        assert {"ix_inspections_lot", "ix_inspections_panel_id", "ix_inspections_line"} <= _index_names(
+            db, "inspections"
+        )
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM inspections WHERE lot IS NULL")).scalar_one() == 1
+            assert conn.execute(text("SELECT COUNT(*) FROM products WHERE trace IS NULL")).scalar_one() == 1
+        _migrate(db, "head")  # the ORM rows of today
+        with db.session() as session:
+            old = InspectionRepository(session).get(old_id)
+            taken = ProductRepository(session).get("board-a")
+        assert old is not None and old.result.trace == Trace() and old.product_name == "board-a"
+        assert old.result.defects[0].box_px == (300.0, 300.0, 316.0, 312.0)
+        assert old.reviews[old.result.defects[0].id or ""].reviewed_by == "kim"
+        assert taken is not None and taken.trace is None and taken.px_per_mm == 20.0
+
+        result = InspectionResult(
+            image_id="b2",
+            image_size_wh=(640, 640),
+            defects=(Defect("open", 0.7, (10, 10, 20, 20)),),
+            verdict=Verdict.FAIL,
+            px_per_mm=20.0,
+            model_version="m",
+            trace=Trace(lot="L7", panel_id="P0042", line="SMT-1"),
+        )
+        new = InspectionRecorder(db, images).record(result, paint_board(), product=product, source_key="hotfolder:b2")
+        with db.session() as session:
+            repo = InspectionRepository(session)
+            found, total = repo.page(InspectionFilter(lot="L7"), 10, 0)
+            assert total == 1 and found[0].id == new.id and found[0].result.trace == result.trace
+            assert repo.page(InspectionFilter(panel_id="P0042", line="SMT-1"), 10, 0)[1] == 1
+            assert repo.page(InspectionFilter(lot="L8"), 10, 0)[1] == 0
+
+        _migrate(db, before, down=True)  # and back: the columns go, the inspections stay
+        assert not {"lot", "panel_id", "line"} & {c["name"] for c in inspect(db.engine).get_columns("inspections")}
+        assert "trace" not in {c["name"] for c in inspect(db.engine).get_columns("products")}
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM inspections")).scalar_one() == 2
+            assert conn.execute(text("SELECT COUNT(*) FROM defects")).scalar_one() == 2
+    finally:
+        db.dispose()

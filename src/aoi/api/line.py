@@ -63,7 +63,9 @@ class DatabaseTemplateProvider:
         if found is None:
             raise UnknownProductError(f"unknown product {product!r}; register it with POST /api/v1/products")
         template = self.storage.images.load_template(found.template_path)
-        return ProductRecipe(template=template, px_per_mm=found.px_per_mm, rules=found.rules, capture=found.capture)
+        return ProductRecipe(
+            template=template, px_per_mm=found.px_per_mm, rules=found.rules, capture=found.capture, trace=found.trace
+        )
 
 
 class MeteredSink:
@@ -133,6 +135,7 @@ def build_line(svc: Services, options: LineOptions, inspector: Any) -> ServiceLi
         panel_threshold_px=svc.settings.panel_tile_px,
         panel_tile_px=svc.settings.panel_tile_px,
         panel_overlap_px=svc.settings.panel_overlap_px,
+        line_name=svc.settings.line_name,
     )
     sink = MeteredSink(storage.sink(), svc.metrics)
     pipeline = LinePipeline(inspector, sink, DatabaseTemplateProvider(storage), config)

@@ -45,6 +45,9 @@ class InspectionOut(BaseModel):
     source: str
     created_at: datetime
     overlay_url: str
+    lot: str | None = Field(None, description="production lot (null: not known)")
+    panel_id: str | None = Field(None, description="panel (serial) id (null: not known)")
+    line: str | None = Field(None, description="the line that inspected it (null: not known)")
 
 
 class InspectionPage(BaseModel):
@@ -66,6 +69,11 @@ class ProductOut(BaseModel):
     )
     template_size_wh: list[int]
     created_at: datetime
+    trace: dict[str, str | None] | None = Field(
+        None,
+        description="how its boards' lot and panel are read: {'file_pattern': regex with (?P<lot>...) and/or"
+        " (?P<panel>...), 'code': 'qr' or null, 'code_pattern': regex for the code's text}; null: not read",
+    )
 
 
 class ProductList(BaseModel):
@@ -166,6 +174,9 @@ def inspection_out(stored: StoredInspection) -> InspectionOut:
         source=stored.source,
         created_at=stored.created_at,
         overlay_url=f"{API_PREFIX}/inspections/{stored.id}/overlay.png",
+        lot=stored.result.trace.lot,
+        panel_id=stored.result.trace.panel_id,
+        line=stored.result.trace.line,
     )
 
 
@@ -178,6 +189,7 @@ def product_out(product: Product) -> ProductOut:
         capture=None if product.capture is None else product.capture.to_dict(),
         template_size_wh=list(product.template_size_wh),
         created_at=product.created_at,
+        trace=None if product.trace is None else product.trace.to_dict(),
     )
 
 

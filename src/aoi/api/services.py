@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -25,7 +26,8 @@ from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
 from aoi.pipeline.panels import inspect_whole_or_tiled
 from aoi.pipeline.protocols import InspectorLike
-from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Verdict
+from aoi.pipeline.trace import TraceSettings, resolve_trace
+from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Trace, Verdict, check_trace_id
 from aoi.storage import Storage
 from aoi.storage.database import is_unavailable
 from aoi.storage.idempotency import IdempotencyClaim, IdempotencyKeyTaken, add_claim, claim_exists
@@ -70,14 +72,17 @@ class ProductService:
         template: Upload,
         claim: IdempotencyClaim | None = None,
         capture_json: str | None = None,
+        trace_json: str | None = None,
     ) -> Product:
         """Names are unique whatever their case: `DeepPCB` and `deeppcb` would share a hot-folder subfolder
         on a case-insensitive file system. `claim`: the request's idempotency key, stored with the row.
-        `capture_json`: the product's capture setup (`aoi tolerance --fine-pitch` output)."""
+        `capture_json`: the product's capture setup (`aoi tolerance --fine-pitch` output).
+        `trace_json`: how its boards' lot and panel are read (`TraceSettings.to_dict()` shape)."""
         name = validation.product_name(name)
         validation.px_per_mm(px_per_mm)
         rules = parse_rules(rules_json)
         capture = parse_capture(capture_json)
+        trace = parse_trace_settings(trace_json)
         template_image = decode_upload(template, "template")
         product_id = uuid.uuid4().hex
         with self.storage.db.session() as session:
@@ -99,6 +104,7 @@ class ProductService:
                         px_per_mm=float(px_per_mm),
                         rules=rules.to_dict(),
                         capture=None if capture is None else capture.to_dict(),
+                        trace=None if trace is None else trace.to_dict(),
                     )
                 )
                 if claim is not None:
@@ -140,6 +146,48 @@ class ProductService:
         if product is None:
             raise not_found("product", id_or_name)
         return product
+
+    def set_trace(self, id_or_name: str, data: dict[str, Any] | None) -> Product:
+        """Replace a product's traceability setup (None or empty: read no lot or panel); 422 for a bad one.
+        The line picks it up within its recipe cache time (`PipelineConfig.recipe_cache_ttl_s`)."""
+        trace = trace_settings_from(data)
+        product_id = self.get(id_or_name).id
+        with self.storage.db.transaction() as session:
+            row = session.get(ProductRow, product_id)
+            if row is None:  # deleted between the two looks
+                raise not_found("product", id_or_name)
+            row.trace = None if trace is None else trace.to_dict()
+        return self.get(product_id)
+
+
+def parse_trace_settings(trace_json: str | None) -> TraceSettings | None:
+    """A traceability setup, or None when absent or empty; 422 naming a bad key, a regex that does not
+    compile, or group names other than `lot` and `panel`."""
+    if trace_json is None or not trace_json.strip():
+        return None
+    return trace_settings_from(validation.json_object(trace_json, "trace"))
+
+
+def trace_settings_from(data: dict[str, Any] | None) -> TraceSettings | None:
+    if not data:
+        return None
+    try:
+        settings = TraceSettings.from_dict(data)
+    except SchemaError as exc:
+        raise ApiError(422, "invalid_trace", str(exc)) from None
+    return None if settings.is_empty else settings
+
+
+def trace_fields(lot: str | None, panel_id: str | None, line: str | None) -> Trace:
+    """Lot, panel and line as a client sent them (blank: not given); 422 for a value no board can carry."""
+    values = {"lot": lot, "panel_id": panel_id, "line": line}
+    given = {name: value.strip() for name, value in values.items() if value is not None and value.strip()}
+    try:
+        for name, value in given.items():
+            check_trace_id(value, name)
+        return Trace(**given)
+    except SchemaError as exc:
+        raise ApiError(422, "invalid_trace", str(exc)) from None
 
 
 def parse_rules(rules_json: str | None) -> VerdictRules:
@@ -194,10 +242,13 @@ class InspectionService:
         px_per_mm: float | None = None,
         image_id: str | None = None,
         claim: IdempotencyClaim | None = None,
+        trace: Trace | None = None,
     ) -> StoredInspection:
         """Inspect one uploaded image against its product's template (or an uploaded one) and store it.
 
         `claim`: the request's idempotency key, stored with the inspection (see `aoi.api.idempotency`).
+        `trace`: lot, panel and line sent with the image (`trace_fields`); what it leaves unknown is read
+        as the product says (QR code, file name), and the line is this service's `line_name`.
         """
         started = time.perf_counter()
         product_ref = (product_ref or "").strip() or None
@@ -213,6 +264,14 @@ class InspectionService:
         product = self.products.get(product_ref) if product_ref is not None else None
         with self.uploads.slot():  # a core, or UploadLineFull (503) after `upload_wait_s`
             test, result, uploaded_template = self._decode_and_inspect(image, product, template, px_per_mm, image_id)
+            found = resolve_trace(
+                trace or Trace(),
+                product.trace if product is not None else None,
+                image.filename or image_id,
+                test,
+                self.settings.line_name,
+            )
+            result = replace(result, trace=found)
         stored = self.storage.recorder.record(
             result,
             test,
@@ -301,14 +360,18 @@ class InspectionService:
         since: datetime | None,
         until: datetime | None,
         has_defects: bool | None,
+        lot: str | None = None,
+        panel_id: str | None = None,
+        line: str | None = None,
     ) -> InspectionFilter:
+        trace = trace_fields(lot, panel_id, line)
         if product_ref:
             validation.plain_text(product_ref, "product", PRODUCT_NAME_MAX_CHARS)
         product_id = self.products.get(product_ref).id if product_ref else None
         since, until = validation.utc_moment(since, "since"), validation.utc_moment(until, "until")
         if since is not None and until is not None and until < since:
             raise ApiError(422, "invalid_request", "'until' must not be before 'since'")
-        return InspectionFilter(product_id, verdict, since, until, has_defects)
+        return InspectionFilter(product_id, verdict, since, until, has_defects, trace.lot, trace.panel_id, trace.line)
 
     def overlay_image(self, inspection_id: str) -> tuple[np.ndarray, InspectionResult]:
         stored = self.get(inspection_id)

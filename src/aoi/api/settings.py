@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from aoi.schema import DEFAULT_PX_PER_MM
+from aoi.schema import DEFAULT_PX_PER_MM, SchemaError, check_trace_id
+from aoi.shifts import DEFAULT_SHIFTS, ShiftError, ShiftPlan, plant_zone
 
 DEFAULT_DATA_DIR = Path("aoi-data")
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # a 16k x 16k PNG panel plus its template fits
@@ -34,6 +35,8 @@ class ServiceSettings:
     `rate_limit_per_s`: writes a second per API key (0: no limit), `rate_limit_burst` at once (429).
     `open_reads`: serve stored data (inspections, images, stats, products, export) without an API key;
     False: every such read needs a key with the `read` scope (`aoi serve --open-reads` sets it).
+    `line_name`: this line's name, recorded with every board it inspects (`aoi serve --line-name`).
+    `shifts` / `shift_timezone`: the plant's shifts for shift reports (`aoi.shifts`; zone None: the server's).
     """
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -51,8 +54,18 @@ class ServiceSettings:
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
     open_reads: bool = False
+    line_name: str | None = None
+    shifts: str = DEFAULT_SHIFTS
+    shift_timezone: str | None = None
 
     def __post_init__(self) -> None:
+        try:
+            if self.line_name is not None:
+                check_trace_id(self.line_name, "line_name")
+            ShiftPlan.parse(self.shifts)
+            plant_zone(self.shift_timezone)
+        except (SchemaError, ShiftError) as exc:
+            raise ValueError(str(exc)) from None
         if self.max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         if self.upload_concurrency < 1:

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,8 @@ from aoi.pipeline.protocols import (
 )
 from aoi.pipeline.stages import BoundedQueue, LatencyRecorder, QueueClosed, QueueFull, Worker
 from aoi.pipeline.templates import CachingTemplateProvider
-from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
+from aoi.pipeline.trace import resolve_trace
+from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult, Trace
 from aoi.verdict import VerdictRules
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class PipelineConfig:
 
     `recipe_cache_ttl_s`: product recipes (decoded templates) are cached this long, so an edited
     product takes effect within that time; 0 turns the cache off.
+    `line_name`: recorded as every board's line (`aoi serve --line-name`); None: not recorded.
     """
 
     inspect_workers: int = 2
@@ -80,6 +82,7 @@ class PipelineConfig:
     panel_overlap_px: int = 96
     panel_workers: int = 2
     recipe_cache_ttl_s: float = 5.0
+    line_name: str | None = None
 
 
 @dataclass
@@ -378,7 +381,9 @@ class LinePipeline:
                 template = validate_image(template, f"{image_id} template")
                 done.template_ref = captured.template_ref
             done.test_image = image
-            done.result = self._inspect(image, template, image_id, captured.product, recipe)
+            result = self._inspect(image, template, image_id, captured.product, recipe)
+            trace = resolve_trace(Trace(), recipe.trace if recipe else None, image_id, image, self.config.line_name)
+            done.result = replace(result, trace=trace)
         except Exception as exc:  # one bad image never stops the line
             if not isinstance(exc, InspectionInputError):
                 log.exception("inspection of %s failed unexpectedly", image_id)

@@ -16,6 +16,7 @@ import numpy as np
 
 from aoi.detection.candidates import CandidateConfig
 from aoi.pipeline.capture import CaptureSettings
+from aoi.pipeline.trace import TraceSettings
 from aoi.registration import RegistrationConfig
 from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
@@ -135,13 +136,15 @@ class ResultSink(Protocol):
 
 @dataclass(frozen=True)
 class ProductRecipe:
-    """What the pipeline needs about a product: golden template, calibration, pass/fail rules, and its
-    capture setup (engine settings that differ from the bundle's; None: the bundle's own)."""
+    """What the pipeline needs about a product: golden template, calibration, pass/fail rules, its
+    capture setup (engine settings that differ from the bundle's; None: the bundle's own) and how its
+    boards' lot and panel are read (None: they are not)."""
 
     template: np.ndarray
     px_per_mm: float
     rules: VerdictRules
     capture: CaptureSettings | None = None
+    trace: TraceSettings | None = None
 
 
 class TemplateProvider(Protocol):

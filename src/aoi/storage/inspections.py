@@ -24,6 +24,9 @@ class InspectionFilter:
     since: datetime | None = None
     until: datetime | None = None
     has_defects: bool | None = None
+    lot: str | None = None
+    panel_id: str | None = None
+    line: str | None = None
 
     def apply(self, query: Select) -> Select:  # type: ignore[type-arg]
         if self.product_id is not None:
@@ -38,6 +41,12 @@ class InspectionFilter:
             query = query.where(InspectionRow.defect_count > 0)
         elif self.has_defects is False:
             query = query.where(InspectionRow.defect_count == 0)
+        if self.lot is not None:
+            query = query.where(InspectionRow.lot == self.lot)
+        if self.panel_id is not None:
+            query = query.where(InspectionRow.panel_id == self.panel_id)
+        if self.line is not None:
+            query = query.where(InspectionRow.line == self.line)
         return query
 
 

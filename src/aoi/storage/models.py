@@ -15,6 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 IMAGE_ID_MAX_CHARS = 500  # the image_id columns; longer ids are refused before they reach the database
 PRODUCT_NAME_MAX_CHARS = 200
 IDEMPOTENCY_KEY_MAX_CHARS = 255  # the Idempotency-Key header; longer keys are refused with a 422
+TRACE_ID_MAX_CHARS = 64  # lot, panel and line ids (aoi.schema.TRACE_ID_PATTERN)
 
 
 def utc_now() -> datetime:
@@ -56,6 +57,8 @@ class ProductRow(Base):
     rules: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     capture: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now)
+    # `TraceSettings.to_dict()` shape: how lot and panel are read (file name, QR code); NULL: not at all
+    trace: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 # Names are unique whatever their case (migration 0006): `DeepPCB` and `deeppcb` would share a hot-folder
@@ -84,6 +87,10 @@ class InspectionRow(Base):
     test_image_path: Mapped[str] = mapped_column(Text, nullable=False)
     template_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utc_now, index=True)
+    # Traceability (migration 0008): NULL when the source did not say
+    lot: Mapped[str | None] = mapped_column(String(TRACE_ID_MAX_CHARS), nullable=True, index=True)
+    panel_id: Mapped[str | None] = mapped_column(String(TRACE_ID_MAX_CHARS), nullable=True, index=True)
+    line: Mapped[str | None] = mapped_column(String(TRACE_ID_MAX_CHARS), nullable=True, index=True)
 
     defects: Mapped[list[DefectRow]] = relationship(
         back_populates="inspection", cascade="all, delete-orphan", order_by="DefectRow.position"

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aoi.pipeline.capture import CaptureSettings
-from aoi.schema import Defect, DefectType, InspectionResult, Verdict
+from aoi.pipeline.trace import TraceSettings
+from aoi.schema import Defect, DefectType, InspectionResult, Trace, Verdict
 from aoi.storage.models import DefectRow, InspectionRow, ProductRow
 from aoi.verdict import VerdictRules
 
@@ -66,6 +67,7 @@ class Product:
     rules: VerdictRules
     created_at: datetime
     capture: CaptureSettings | None = None  # engine settings of its captures; None: the bundle's own
+    trace: TraceSettings | None = None  # how its boards' lot and panel are read; None: not at all
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -83,6 +85,7 @@ def product_from_row(row: ProductRow) -> Product:
         rules=VerdictRules.from_dict(row.rules),
         created_at=as_utc(row.created_at),
         capture=None if row.capture is None else CaptureSettings.from_dict(row.capture),
+        trace=None if row.trace is None else TraceSettings.from_dict(row.trace),
     )
 
 
@@ -157,6 +160,10 @@ def inspection_to_row(
         test_image_path=test_image_path,
         template_path=template_path,
     )
+    # Set only when known: an unset column is left out of the INSERT, so a database not yet at 0008 still stores
+    for name, value in result.trace.to_dict().items():
+        if value is not None:
+            setattr(row, name, value)
     row.defects = [defect_to_row(d, did, n) for n, (d, did) in enumerate(zip(result.defects, defect_ids, strict=True))]
     return row
 
@@ -173,6 +180,7 @@ def inspection_from_row(row: InspectionRow) -> StoredInspection:
         timings_ms=dict(row.timings_ms or {}),
         registration=dict(row.registration or {}),
         product=product_name,
+        trace=Trace(lot=row.lot, panel_id=row.panel_id, line=row.line),
     )
     reviews = {d.id: r for d in row.defects if (r := review_from_row(d)) is not None}
     return StoredInspection(

@@ -12,11 +12,16 @@ from aoi.api.errors import ApiError
 from aoi.api.models import InspectionOut, InspectionPage, ReviewedDefectOut, ReviewIn, inspection_out
 from aoi.api.overlay import overlay_png
 from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
+from aoi.api.services import trace_fields
 from aoi.schema import Verdict
 from aoi.storage.keys import Scope
 
 router = APIRouter(tags=["inspections"])
 
+TRACE_FORM_HELP = (
+    "the board's {what}: 1 to 64 letters, digits or . _ - : # +; default: read as the product says (QR code,"
+    " file-name pattern)"
+)
 MAX_OFFSET = 10**9  # a 64-bit OFFSET overflows SQLite and PostgreSQL (a 500); no line stores this many
 
 
@@ -39,9 +44,15 @@ def create_inspection(
     template: Annotated[UploadFile | None, File(description="golden template, when no product is given")] = None,
     px_per_mm: Annotated[float | None, Form(description="overrides the product's calibration")] = None,
     image_id: Annotated[str | None, Form(description="defaults to the uploaded file's name")] = None,
+    lot: Annotated[str | None, Form(description=TRACE_FORM_HELP.format(what="production lot"))] = None,
+    panel_id: Annotated[str | None, Form(description=TRACE_FORM_HELP.format(what="panel (serial) id"))] = None,
+    line: Annotated[str | None, Form(description="the line's name; default: the service's --line-name")] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> InspectionOut:
-    """Inspect one image and store it with its result (runs in the threadpool, off the event loop)."""
+    """Inspect one image and store it with its result (runs in the threadpool, off the event loop).
+
+    Lot and panel not given are read as the product says (QR code on the panel, file-name pattern)."""
+    trace = trace_fields(lot, panel_id, line)  # 422 before any pixel is decoded
     upload = read_upload(image)
     template_upload = read_upload(template) if template is not None else None
     fields: dict[str, str | float | bytes | None] = {
@@ -52,6 +63,7 @@ def create_inspection(
         "product": product,
         "px_per_mm": px_per_mm,
         "image_id": image_id,
+        **{name: value for name, value in trace.to_dict().items() if value is not None},  # none: as before 0008
     }
     claim = idempotency.claim_for(idempotency.parse_key(idempotency_key), key.owner, "POST /inspections", fields)
     stored, replayed = idempotency.run_once(
@@ -59,7 +71,7 @@ def create_inspection(
         claim,
         "inspection",
         lambda c: svc.inspections.inspect_upload(
-            upload, product, template_upload, px_per_mm=px_per_mm, image_id=image_id, claim=c
+            upload, product, template_upload, px_per_mm=px_per_mm, image_id=image_id, claim=c, trace=trace
         ),
         svc.inspections.get,
     )
@@ -80,11 +92,14 @@ def list_inspections(
     since: Annotated[datetime | None, Query(description="ISO 8601; naive times are UTC")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
     has_defects: bool | None = None,
+    lot: Annotated[str | None, Query(description="exactly this production lot")] = None,
+    panel_id: Annotated[str | None, Query(description="exactly this panel id")] = None,
+    line: Annotated[str | None, Query(description="exactly this line")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InspectionPage:
     """Stored inspections, newest first."""
-    filters = svc.inspections.filters(product, verdict, since, until, has_defects)
+    filters = svc.inspections.filters(product, verdict, since, until, has_defects, lot, panel_id, line)
     items, total = svc.inspections.list(filters, limit, offset)
     return InspectionPage(items=[inspection_out(s) for s in items], total=total, limit=limit, offset=offset)
 

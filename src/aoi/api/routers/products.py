@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
 
 from aoi.api import idempotency
 from aoi.api.auth import READ_RESPONSES, WriteKey, require_read_key, require_scope
@@ -11,6 +11,13 @@ from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, re
 from aoi.storage.keys import Scope
 
 router = APIRouter(prefix="/products", tags=["products"])
+
+TRACE_HELP = (
+    "JSON traceability setup: {'file_pattern': a regex searched in the file name (no folder, no extension)"
+    " with the named groups (?P<lot>...) and/or (?P<panel>...), 'code': 'qr' to read a QR code on the panel"
+    " (its text is the panel id), 'code_pattern': a regex with the same groups for the code's text};"
+    " omitted: lot and panel come only from the upload's form fields"
+)
 
 
 @router.post(
@@ -38,6 +45,7 @@ def create_product(
             " 'candidates': {...}} (its good_captures and edge_pixels are ignored); omitted: the model's settings"
         ),
     ] = None,
+    trace: Annotated[str | None, Form(description=TRACE_HELP)] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ProductOut:
     """Register a product (recipe): golden template, px/mm calibration, pass/fail rules and capture setup."""
@@ -49,13 +57,14 @@ def create_product(
         "template_name": upload.filename,
         "rules": rules,
         "capture": capture,
+        **({"trace": trace} if trace is not None else {}),  # absent: the fingerprint of requests before it
     }
     claim = idempotency.claim_for(idempotency.parse_key(idempotency_key), key.owner, "POST /products", fields)
     product, replayed = idempotency.run_once(
         svc.storage,
         claim,
         "product",
-        lambda c: svc.products.create(name, px_per_mm, rules, upload, claim=c, capture_json=capture),
+        lambda c: svc.products.create(name, px_per_mm, rules, upload, claim=c, capture_json=capture, trace_json=trace),
         svc.products.get,
     )
     mark_replay(response, replayed)
@@ -73,3 +82,18 @@ def list_products(svc: Annotated[Services, Depends(services)]) -> ProductList:
 )
 def get_product(product_id: str, svc: Annotated[Services, Depends(services)]) -> ProductOut:
     return product_out(svc.products.get(product_id))
+
+
+@router.put(
+    "/{product_id}/trace",
+    response_model=ProductOut,
+    responses={403: {"description": "the API key lacks the admin scope"}, 422: {"description": "a bad setup"}},
+)
+def set_product_trace(
+    product_id: str,
+    _key: Annotated[WriteKey, Depends(require_scope(Scope.ADMIN))],
+    svc: Annotated[Services, Depends(services)],
+    body: Annotated[dict[str, Any] | None, Body(description=TRACE_HELP)] = None,
+) -> ProductOut:
+    """Set (or, with null or {}, clear) how a product's boards' lot and panel are read."""
+    return product_out(svc.products.set_trace(product_id, body))

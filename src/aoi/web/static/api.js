@@ -118,9 +118,21 @@ function pageItems(payload) {
   return payload && Array.isArray(payload.items) ? payload.items : [];
 }
 
-// Newest first. hasDefects=true skips passing boards (the review queue needs only boards with defects).
-export async function listInspections({ limit = 24, product, hasDefects } = {}) {
-  return pageItems(await request("GET", "/inspections", { params: { limit, product, has_defects: hasDefects } }));
+// Newest first. hasDefects=true skips passing boards (the review queue needs only boards with defects);
+// lot and panelId keep only the boards of that lot or panel (exact ids).
+export async function listInspections({ limit = 24, product, hasDefects, lot, panelId } = {}) {
+  const params = { limit, product, has_defects: hasDefects, lot, panel_id: panelId };
+  return pageItems(await request("GET", "/inspections", { params }));
+}
+
+// A lot's printable report (HTML) as a Blob, fetched with the key; `lang` is the page's language.
+export async function fetchLotReport(lot, lang) {
+  const path = `/reports/lot/${encodeURIComponent(lot)}`;
+  const url = new URL(API_ROOT + path, window.location.origin);
+  url.searchParams.set("format", "html");
+  url.searchParams.set("lang", lang);
+  const response = await send("GET", url, API_ROOT + path, { headers: withKey({ Accept: "text/html" }) });
+  return response.blob();
 }
 
 export function getInspection(id) {

@@ -116,6 +116,9 @@ export function createBoardView() {
       [t("field.defects"), formatNumber((inspection.defects || []).length)],
       [t("field.timings"), timingsText(inspection)],
       [t("field.model"), inspection.model_version || t("value.none")],
+      [t("field.lot"), inspection.lot || t("value.none")],
+      [t("field.panel"), inspection.panel_id || t("value.none")],
+      [t("field.line"), inspection.line || t("value.none")],
     ]);
     tableBody.replaceChildren(
       ...(inspection.defects || []).map((defect, i) =>

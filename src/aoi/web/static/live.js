@@ -1,12 +1,13 @@
 // Live view: the latest inspections as cards (overlay, verdict, defect count, timings), refreshed every 1.5 s.
+// A lot / panel search narrows the cards to one lot or panel, and opens the lot's printable report.
 
-import { listInspections, overlayUrl } from "./api.js";
+import { fetchLotReport, listInspections, overlayUrl } from "./api.js";
 import { clearError, showError } from "./banner.js";
 import { el } from "./dom.js";
-import { formatNumber, formatTime, t } from "./i18n.js";
+import { formatNumber, formatTime, getLanguage, t } from "./i18n.js";
 import { showImage } from "./image_cache.js";
 import { Poller } from "./poller.js";
-import { inspectionTimeText, productText, timingsText, totalMs, verdictText } from "./records.js";
+import { inspectionTimeText, productText, timingsText, totalMs, traceText, verdictText } from "./records.js";
 
 const LIVE_LIMIT = 24;
 const POLL_MS = 1500;
@@ -33,6 +34,7 @@ function inspectionCard(inspection) {
         el("span", { class: "defect-count" }, t("live.defects", { count: defects.length })),
       ),
       el("div", { class: "card-row muted" }, el("span", {}, productText(inspection)), el("span", {}, inspectionTimeText(inspection))),
+      traceText(inspection) ? el("div", { class: "card-row muted card-trace" }, traceText(inspection)) : null,
       el(
         "div",
         { class: "card-row muted timings", title: timingsText(inspection) },
@@ -51,6 +53,11 @@ export function createLiveView() {
   const empty = document.getElementById("live-empty");
   const summary = document.getElementById("live-summary");
   const paused = document.getElementById("live-paused");
+  const search = document.getElementById("live-search");
+  const lotInput = document.getElementById("live-lot");
+  const panelInput = document.getElementById("live-panel");
+  const reportButton = document.getElementById("live-report");
+  let filter = { lot: "", panelId: "" }; // applied with the Search button (or Enter), not on every key
 
   // Cards are keyed by id and reused, so images already loaded do not flicker on every poll.
   const cards = new Map();
@@ -72,25 +79,58 @@ export function createLiveView() {
     ordered.forEach((card, index) => {
       if (list.children[index] !== card) list.insertBefore(card, list.children[index] || null);
     });
-    empty.hidden = inspections.length > 0;
     const failed = inspections.filter((i) => i.verdict === "fail").length;
-    summary.textContent = inspections.length
-      ? t("live.summary", { count: formatNumber(inspections.length), failed: formatNumber(failed), time: formatTime(updated) })
-      : "";
+    const counts = { count: formatNumber(inspections.length), failed: formatNumber(failed), time: formatTime(updated) };
+    const filtered = filter.lot || filter.panelId;
+    summary.textContent = filtered
+      ? t("live.summary_filtered", { ...counts, filter: [filter.lot, filter.panelId].filter(Boolean).join(" · ") })
+      : inspections.length
+        ? t("live.summary", counts)
+        : "";
+    empty.hidden = inspections.length > 0 || Boolean(filtered);
+    list.dataset.lot = filter.lot;
+    list.dataset.panel = filter.panelId;
   }
 
-  async function refresh() {
-    if (paused.checked) return;
+  let asked = 0; // a page asked for before the filter changed is dropped, not drawn over the new one
+
+  async function refresh(force = false) {
+    if (paused.checked && !force) return;
+    const mine = ++asked;
     let inspections;
     try {
-      inspections = await listInspections({ limit: LIVE_LIMIT });
+      inspections = await listInspections({ limit: LIVE_LIMIT, lot: filter.lot, panelId: filter.panelId });
       clearError("live");
     } catch (err) {
-      showError(err, "live");
+      if (mine === asked) showError(err, "live");
       return;
     }
-    render(inspections, new Date());
+    if (mine === asked) render(inspections, new Date());
   }
+
+  search.addEventListener("submit", (event) => {
+    event.preventDefault();
+    filter = { lot: lotInput.value.trim(), panelId: panelInput.value.trim() };
+    reportButton.disabled = !filter.lot;
+    refresh(true);
+  });
+
+  // Opened in the click itself (a window opened after the fetch would meet the popup blocker), then pointed
+  // at the report, fetched with the key: an <a href> could not send it to a closed-reads line.
+  reportButton.addEventListener("click", async () => {
+    if (!filter.lot) return;
+    const win = window.open("", "_blank");
+    try {
+      const blob = await fetchLotReport(filter.lot, getLanguage());
+      const url = URL.createObjectURL(blob);
+      if (win) win.location.href = url;
+      else window.location.href = url;
+      clearError("report");
+    } catch (err) {
+      if (win) win.close();
+      showError(err, "report");
+    }
+  });
 
   const poller = new Poller(refresh, POLL_MS);
   return {

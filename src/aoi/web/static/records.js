@@ -38,6 +38,12 @@ export function imageSizeWh(inspection) {
   return null;
 }
 
+// "L2405 · P0117" (what is known of the board's lot and panel), or null when neither is.
+export function traceText(inspection) {
+  const parts = [inspection.lot, inspection.panel_id].filter(Boolean);
+  return parts.length ? parts.join(" · ") : null;
+}
+
 export function productText(inspection) {
   return inspection.product_name || inspection.product || t("value.none");
 }
