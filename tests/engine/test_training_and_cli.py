@@ -15,6 +15,7 @@ from aoi.cli import app
 from aoi.data.synthetic import generate_template, make_pair
 from aoi.detection.bundle import BundleError, ModelBundle
 from aoi.detection.inspector import Inspector
+from aoi.detection.overlay import OVERLAY_MARGIN_TOP_PX
 from aoi.schema import InspectionResult
 
 runner = CliRunner()
@@ -89,7 +90,7 @@ def test_inspect_cli_batch_isolates_bad_images(tmp_path: Path, tiny_bundle: Path
     assert summary["images"] == 6 and summary["failed"] == 5
     ok = json.loads((out / "good.json").read_text())
     assert ok["status"] == "ok" and InspectionResult.from_dict(ok).image_id == "good"
-    assert cv2.imread(str(out / "good.png")).shape == (640, 640, 3)
+    assert cv2.imread(str(out / "good.png")).shape == (640 + OVERLAY_MARGIN_TOP_PX, 640, 3)  # banner above
     errors = {
         n: json.loads((out / f"{n}.json").read_text())
         for n in ["notemplate", "othersize", "otherboard", "corrupt", "empty"]

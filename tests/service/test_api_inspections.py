@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from tests.engine.image_bombs import BOMB_WH, BOMBS
 from tests.service.conftest import Service, paint_board, png, with_short
 
+from aoi.detection.overlay import OVERLAY_MARGIN_TOP_PX
+
 
 def test_upload_with_product_returns_the_inspection(service: Service) -> None:
     product = service.add_product()
@@ -68,9 +70,10 @@ def test_overlay_png_is_rendered_from_the_stored_image(service: Service) -> None
     r = service.client.get(body["overlay_url"])
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     overlay = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
-    assert overlay.shape == (640, 640, 3)
-    # the defect's box is drawn in colour where the grey image has none
-    ring = overlay[298:302, 298:318].astype(int)
+    top = OVERLAY_MARGIN_TOP_PX  # the banner's margin above the board
+    assert overlay.shape == (640 + top, 640, 3) and r.headers["x-overlay-margin-top"] == str(top)
+    # the defect's box is drawn in colour just outside it, where the grey image has none
+    ring = overlay[top + 296 : top + 300, 296:318].astype(int)
     assert (np.abs(ring[..., 2] - ring[..., 1]) > 50).any()
     assert service.client.get("/api/v1/inspections/nope/overlay.png").status_code == 404
 

@@ -41,7 +41,12 @@ def _stored_data_reads(service: Service) -> list[str]:
         f"/api/v1/defects/{inspection['defects'][0]['id']}/review", json=review, headers=service.auth
     )
     assert r.status_code == 200, r.text  # something reviewed: the export has a pair to give
-    ids = {"product_id": product["id"], "inspection_id": inspection["id"], "lot": "L1"}
+    ids = {
+        "product_id": product["id"],
+        "inspection_id": inspection["id"],
+        "defect_id": inspection["defects"][0]["id"],
+        "lot": "L1",
+    }
     paths = service.client.get("/openapi.json").json()["paths"]
     urls = [path.format(**ids) for path, ops in paths.items() if "get" in ops and path not in OPEN_PATHS]
     assert len(urls) >= 7, urls  # inspections, one, overlay, products, one, stats, export

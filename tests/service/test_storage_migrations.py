@@ -38,6 +38,7 @@ from aoi.storage.keys import (
 from aoi.storage.models import DefectRow, InspectionRow, ProductRow
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, utc_now_aware
+from aoi.storage.review_queue import count_pending
 from aoi.verdict import VerdictRules
 
 
@@ -465,5 +466,46 @@ def test_upgrade_to_traceability_keeps_the_inspections(empty_database_url: str, 
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM inspections")).scalar_one() == 2
             assert conn.execute(text("SELECT COUNT(*) FROM defects")).scalar_one() == 2
+    finally:
+        db.dispose()
+
+
+def test_upgrade_to_review_leases_keeps_the_defects_and_leases_go_with_them(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """0006 -> 0007 adds the review_leases table only: defects stored before are pending in the queue and
+    can be leased; a lease goes with its defect; and back down, the table goes and the defects stay."""
+    db = Database(empty_database_url)
+    try:
+        _migrate(db, _revision_before("0007"))
+        images = ImageStore(tmp_path / "images")
+        old_id = _add_old_inspection(db, images, "hotfolder:b1.png:1")
+        kept_id = _add_old_inspection(db, images, "hotfolder:b2.png:1")
+
+        _migrate(db, "0007")
+
+        assert _revision(db) == "0007"
+        assert {"ix_review_leases_holder", "ix_review_leases_expires_at"} <= _index_names(db, "review_leases")
+        with db.engine.begin() as conn:
+            of_old = text("SELECT id FROM defects WHERE inspection_id = :i")
+            defect_id = conn.execute(of_old, {"i": old_id}).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO review_leases (defect_id, holder, holder_name, leased_at, expires_at)"
+                    " VALUES (:d, 'api-key-1', 'kim', :now, :now)"
+                ),
+                {"d": defect_id, "now": utc_now_aware()},
+            )
+        _migrate(db, "head")
+        with db.transaction() as session:  # what the dashboard's badge and Stats count
+            assert count_pending(session) == 2
+            session.execute(InspectionRow.__table__.delete().where(InspectionRow.id == old_id))
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM review_leases")).scalar_one() == 0  # gone with it
+
+        _migrate(db, "0006", down=True)
+        assert "review_leases" not in inspect(db.engine).get_table_names()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT inspection_id FROM defects")).scalars().all() == [kept_id]
     finally:
         db.dispose()

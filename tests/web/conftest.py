@@ -250,6 +250,11 @@ class Line:
         return dict(response.json())
 
     @property
+    def storage(self) -> Storage:
+        """The service's storage, for tests that seed many rows faster than uploads would."""
+        return self._storage
+
+    @property
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 

@@ -16,7 +16,7 @@ from aoi.api.docs import install_offline_docs
 from aoi.api.errors import install_error_handlers
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.models import API_PREFIX
-from aoi.api.routers import catalogue, inspections, ops, products, reports, stats
+from aoi.api.routers import catalogue, inspections, ops, products, reports, review, stats
 from aoi.api.routers.deps import Services
 from aoi.api.services import InspectionService, InspectorLike, ProductService
 from aoi.api.settings import ServiceSettings
@@ -91,7 +91,7 @@ def create_app(
     install_offline_docs(app)
     app.state.services = svc
     install_error_handlers(app)
-    for router in (products.router, inspections.router, stats.router, reports.router, catalogue.router):
+    for router in (products.router, inspections.router, stats.router, reports.router, catalogue.router, review.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(ops.router)
     if settings.serve_dashboard:

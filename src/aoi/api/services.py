@@ -35,6 +35,7 @@ from aoi.storage.inspections import InspectionFilter, InspectionRepository, Revi
 from aoi.storage.models import IMAGE_ID_MAX_CHARS, PRODUCT_NAME_MAX_CHARS, ProductRow
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, ReviewDecision, StoredInspection
+from aoi.storage.review_queue import LeaseHeld, ReviewQueue
 from aoi.storage.stats import LineStats, compute_stats
 from aoi.verdict import VerdictRules
 
@@ -383,7 +384,11 @@ class InspectionService:
             ) from None
         return test, stored.result
 
-    def review(self, defect_id: str, decision: ReviewDecision, new_type: str | None, reviewer: str) -> StoredInspection:
+    def review(
+        self, defect_id: str, decision: ReviewDecision, new_type: str | None, reviewer: str, holder: str | None = None
+    ) -> StoredInspection:
+        """Record a decision and release the defect's review lease. `holder`: the reviewer's lease identity
+        (an API key's owner id); a live lease of another holder on the defect is a 409."""
         if not validation.is_record_id(defect_id):
             raise not_found("defect", defect_id[:80])
         validation.plain_text(reviewer, "reviewer", 200)
@@ -398,8 +403,17 @@ class InspectionService:
                 inspection_id = InspectionRepository(session).review_defect(defect_id, decision, reviewer, parsed_type)
                 if inspection_id is None:
                     raise not_found("defect", defect_id)
+                ReviewQueue(session).settle_for_review(defect_id, holder)  # after the row lock of the update
         except ReviewError as exc:
             raise ApiError(422, "invalid_review", str(exc)) from None
+        except LeaseHeld as exc:
+            until = exc.lease.expires_at.isoformat(timespec="seconds")
+            raise ApiError(
+                409,
+                "leased",
+                f"defect {defect_id} is being reviewed by {exc.lease.holder_name!r} (leased until {until}); nothing"
+                " was recorded",
+            ) from None
         return self.get(inspection_id)
 
     def stats(self, filters: InspectionFilter) -> LineStats:

@@ -35,6 +35,7 @@ class ServiceSettings:
     `rate_limit_per_s`: writes a second per API key (0: no limit), `rate_limit_burst` at once (429).
     `open_reads`: serve stored data (inspections, images, stats, products, export) without an API key;
     False: every such read needs a key with the `read` scope (`aoi serve --open-reads` sets it).
+    `review_lease_s`: how long the review queue keeps a defect it handed to one operator from the others.
     `line_name`: this line's name, recorded with every board it inspects (`aoi serve --line-name`).
     `shifts` / `shift_timezone`: the plant's shifts for shift reports (`aoi.shifts`; zone None: the server's).
     """
@@ -54,6 +55,7 @@ class ServiceSettings:
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
     open_reads: bool = False
+    review_lease_s: float = 120.0
     line_name: str | None = None
     shifts: str = DEFAULT_SHIFTS
     shift_timezone: str | None = None
@@ -85,6 +87,8 @@ class ServiceSettings:
             raise ValueError(f"rate_limit_per_s must be 0 (off) or a positive rate, got {self.rate_limit_per_s}")
         if self.rate_limit_burst < 1:
             raise ValueError(f"rate_limit_burst must be at least 1, got {self.rate_limit_burst}")
+        if not (self.review_lease_s > 0 and math.isfinite(self.review_lease_s)):
+            raise ValueError(f"review_lease_s must be a positive number of seconds, got {self.review_lease_s}")
 
     @property
     def upload_queue_depth(self) -> int:

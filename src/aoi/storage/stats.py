@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from aoi.storage.inspections import InspectionFilter
 from aoi.storage.models import DefectRow, InspectionRow, ProductRow
 from aoi.storage.records import as_utc
+from aoi.storage.review_queue import ReviewFilter, count_pending
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,17 @@ class ProductCount:
 
 @dataclass(frozen=True)
 class ReviewCounts:
+    """`pending`: defects awaiting review, from `review_queue.count_pending` (the queue's own count)."""
+
     defects: int
     confirmed: int
     false_calls: int
     reclassified: int
+    pending: int
 
     @property
     def reviewed(self) -> int:
         return self.confirmed + self.false_calls + self.reclassified
-
-    @property
-    def pending(self) -> int:
-        return self.defects - self.reviewed
 
 
 @dataclass(frozen=True)
@@ -133,5 +133,6 @@ def compute_stats(session: Session, filters: InspectionFilter) -> LineStats:
             ).join(InspectionRow, InspectionRow.id == DefectRow.inspection_id)
         )
     ).one()
-    reviews = ReviewCounts(int(n_defects), int(confirmed), int(false_calls), int(reclassified))
+    pending = count_pending(session, ReviewFilter(inspections=filters))  # the review queue's badge reads this too
+    reviews = ReviewCounts(int(n_defects), int(confirmed), int(false_calls), int(reclassified), pending)
     return LineStats(overall, defects_by_type, per_hour, per_product, reviews)

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from aoi.api import idempotency, validation
 from aoi.api.auth import READ_RESPONSES, WriteKey, require_read_key, require_scope
@@ -13,6 +13,7 @@ from aoi.api.models import InspectionOut, InspectionPage, ReviewedDefectOut, Rev
 from aoi.api.overlay import overlay_png
 from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
 from aoi.api.services import trace_fields
+from aoi.detection.overlay import OVERLAY_MARGIN_TOP_PX
 from aoi.schema import Verdict
 from aoi.storage.keys import Scope
 
@@ -121,18 +122,36 @@ def get_inspection(inspection_id: str, svc: Annotated[Services, Depends(services
     responses={200: {"content": {"image/png": {}}}, **READ_RESPONSES},
 )
 def get_overlay(inspection_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
-    """The stored tested image with its defects drawn on it."""
+    """The stored tested image with its defects drawn on it, below a banner margin of
+    `X-Overlay-Margin-Top` pixels (the board's pixels start there; boxes and labels keep off them)."""
     test, result = svc.inspections.overlay_image(inspection_id)
-    return Response(
-        overlay_png(test, result), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
-    )
+    headers = {"Cache-Control": "private, max-age=3600", "X-Overlay-Margin-Top": str(OVERLAY_MARGIN_TOP_PX)}
+    return Response(overlay_png(test, result), media_type="image/png", headers=headers)
+
+
+@router.get(
+    "/inspections/{inspection_id}/image.png",
+    response_class=Response,
+    dependencies=[Depends(require_read_key)],
+    responses={200: {"content": {"image/png": {}}}, **READ_RESPONSES},
+)
+def get_tested_image(inspection_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
+    """The stored tested image as it was captured, unannotated (the dashboard draws its markers over it)."""
+    stored = svc.inspections.get(inspection_id)
+    path = svc.storage.images.path(stored.test_image_path)  # stored as PNG: served as it is, not re-encoded
+    if not path.is_file():
+        raise ApiError(404, "image_missing", f"the tested image of inspection {inspection_id} is missing")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.post(
     "/defects/{defect_id}/review",
     response_model=ReviewedDefectOut,
     tags=["review"],
-    responses={403: {"description": "the API key lacks the review scope, or `reviewer` is not the key's name"}},
+    responses={
+        403: {"description": "the API key lacks the review scope, or `reviewer` is not the key's name"},
+        409: {"description": "the defect is leased to another operator (GET /review/next)"},
+    },
 )
 def review_defect(
     defect_id: str,
@@ -140,7 +159,8 @@ def review_defect(
     key: Annotated[WriteKey, Depends(require_scope(Scope.REVIEW))],
     svc: Annotated[Services, Depends(services)],
 ) -> ReviewedDefectOut:
-    """Confirm a defect, mark it a false call, or reclassify it (`type` = the new defect type).
+    """Confirm a defect, mark it a false call, or reclassify it (`type` = the new defect type). This
+    releases the defect's review lease; a defect leased to another operator is a 409 until it expires.
 
     The reviewer recorded is the API key's name. `reviewer` is still accepted for older clients, but
     only when it is that name: a review cannot be signed as somebody else (403)."""
@@ -152,7 +172,7 @@ def review_defect(
             f"reviewer {given!r} is not this API key's name ({key.label!r}); the reviewer recorded is the"
             " key's name: leave `reviewer` out, or use a key created for that reviewer",
         )
-    stored = svc.inspections.review(defect_id, body.decision, body.type, key.label)
+    stored = svc.inspections.review(defect_id, body.decision, body.type, key.label, key.owner)
     out = inspection_out(stored)
     defect = next(d for d in out.defects if d.id == defect_id)
     return ReviewedDefectOut(inspection_id=stored.id, defect=defect)

@@ -75,7 +75,8 @@ function withKey(headers) {
 }
 
 // fetch(), with a network failure and any non-2xx answer turned into an ApiError (detail from the JSON body).
-async function send(method, url, shownPath, init) {
+// `quiet`: a refusal (401/403) is not announced to the key box (the caller falls back on its own).
+async function send(method, url, shownPath, init, quiet = false) {
   let response;
   try {
     response = await fetch(url, { method, ...init });
@@ -86,23 +87,26 @@ async function send(method, url, shownPath, init) {
   const contentType = response.headers.get("content-type") || "";
   const payload = contentType.includes("json") ? await response.json().catch(() => null) : await response.text();
   const detail = payload && typeof payload === "object" ? payload.detail ?? payload : payload;
-  if (response.status === 401 || response.status === 403) {
+  if (!quiet && (response.status === 401 || response.status === 403)) {
     window.dispatchEvent(new CustomEvent("aoi:auth-refused", { detail: { status: response.status, hasKey: Boolean(getApiKey()) } }));
   }
   throw new ApiError(response.status, method, shownPath, detail || response.statusText);
 }
 
-async function request(method, path, { params, body } = {}) {
+async function request(method, path, { params, body, quiet } = {}) {
   const url = new URL(API_ROOT + path, window.location.origin);
   for (const [name, value] of Object.entries(params || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
   }
   const headers = withKey({ Accept: "application/json" });
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await send(method, url, API_ROOT + path, {
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const response = await send(
+    method,
+    url,
+    API_ROOT + path,
+    { headers, body: body === undefined ? undefined : JSON.stringify(body) },
+    quiet,
+  );
   const contentType = response.headers.get("content-type") || "";
   return contentType.includes("json") ? response.json().catch(() => null) : response.text();
 }
@@ -149,6 +153,38 @@ export function getStats({ product } = {}) {
 
 export function overlayUrl(inspectionId) {
   return `${API_ROOT}/inspections/${encodeURIComponent(inspectionId)}/overlay.png`;
+}
+
+// The tested image as captured, unannotated (the board view draws its own markers over it).
+export function imageUrl(inspectionId) {
+  return `${API_ROOT}/inspections/${encodeURIComponent(inspectionId)}/image.png`;
+}
+
+// The review queue over the whole backlog: {item: {defect, inspection, position, crops, lease} | null,
+// pending, leased}. `params`: product, type, min_confidence, max_confidence, and one of after / before / at
+// (a defect id). A look (GET) leases nothing; a claim (POST, the review scope) leases the item to this key.
+export function peekNext(params) {
+  return request("GET", "/review/next", { params });
+}
+
+// Quiet: a key without the review scope (or none) is not an error here; the view falls back to a look.
+export function claimNext(params) {
+  return request("POST", "/review/next", { params, quiet: true });
+}
+
+// {pending, leased}: the same count as the Stats view's "awaiting review".
+export function pendingReviews(params) {
+  return request("GET", "/review/pending", { params });
+}
+
+// Undo: the defect is pending again and leased to this key. Answers like claimNext.
+export function undoReview(defectId) {
+  return request("DELETE", `/defects/${encodeURIComponent(defectId)}/review`);
+}
+
+// Gives this key's lease back (the operator left the queue), so the defect is free for others at once.
+export function releaseLease() {
+  return request("DELETE", "/review/lease", { quiet: true });
 }
 
 // decision: "confirm" | "false_call" | "reclassify"; newType only for "reclassify".

@@ -1,6 +1,7 @@
-// Board view: the tested image with one marker per defect (coloured by type, tooltip with the numbers).
+// Board view: the tested image as captured (unannotated) with one marker per defect drawn over it (coloured by
+// type, tooltip with the numbers).
 
-import { ApiError, getInspection, listInspections, overlayUrl } from "./api.js";
+import { ApiError, getInspection, imageUrl, listInspections } from "./api.js";
 import { clearError, showError } from "./banner.js";
 import { DEFECT_TYPES, typeColor, typeLabel } from "./defect_types.js";
 import { detailsList, el } from "./dom.js";
@@ -94,7 +95,7 @@ export function createBoardView() {
     tooltip.hidden = true;
     markers.replaceChildren();
     delete markers.dataset.count;
-    showImage(image, overlayUrl(inspection.id))
+    showImage(image, imageUrl(inspection.id)) // the raw capture: the markers below are its only annotations
       .then(() => {
         if (shownId === inspection.id) drawMarkers(inspection);
         clearError("board-image");

@@ -21,9 +21,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "review_leases",
-        sa.Column(
-            "defect_id", sa.String(32), sa.ForeignKey("defects.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("defect_id", sa.String(32), sa.ForeignKey("defects.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("holder", sa.String(64), nullable=False),
         sa.Column("holder_name", sa.String(200), nullable=False),
         sa.Column("leased_at", sa.DateTime(timezone=True), nullable=False),
