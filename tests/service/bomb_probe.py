@@ -31,7 +31,12 @@ HOT_FOLDER_TIMEOUT_S = 20.0
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that across
+    fork and exec, so a probe started by a big test process would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # no procfs: the best there is
 
 
 def main() -> int:
