@@ -53,10 +53,6 @@ class RegistrationConfig:
     max_shift_fraction: float = 0.25
     max_shift_px: int = 48
     peak_candidates: int = 4  # correlation peaks checked against the whole image (periodic layouts)
-    # Early exit: a pair whose binarised images disagree on at most this fraction as captured, with no
-    # one-pixel move doing better and no residual worth refining, skips the correlation search (0: always
-    # search).
-    aligned_max_disagreement: float = 0.02
     # Fine-pitch captures: always fit shift + rotation to a fraction of a pixel on the grey images
     # (a 0.5 px residue is a sixth of a 3 px line). Off for coarse boards, where whole pixels suffice.
     subpixel: bool = False
@@ -159,25 +155,15 @@ def register(
     gb = binarise(template) if template_bin is None else template_bin
 
     s = config.coarse_scale if min(h, w) >= 64 * config.coarse_scale else 1
+    small_t = cv2.resize(tb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
+    small_g = cv2.resize(gb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
     max_shift = min(config.max_shift_px, int(config.max_shift_fraction * min(h, w)))
-    matrix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
-    residual = _residual(tb, gb, valid_mask(matrix, size_wh))
-    in_place = residual <= config.refine_above_residual and _aligned_as_captured(
-        tb, gb, config.aligned_max_disagreement
-    )
-    dx = dy = 0.0
-    if in_place:  # the early exit: no coarse search and no climb, only the fine peak's fraction of a pixel
-        fine_x, fine_y = _refine_shift(tb, gb, 0.0, 0.0)[0]
-        in_place = round(fine_x) == 0 and round(fine_y) == 0
-        dx, dy = (fine_x, fine_y) if in_place else (0.0, 0.0)
-    if not in_place:
-        dx, dy = _best_shift(tb, gb, s, max_shift, config.peak_candidates)
-    if dx or dy:
-        # Snap to whole pixels when close: keeps the warped template crisp.
-        dx = round(dx) if abs(dx - round(dx)) < 0.25 else dx
-        dy = round(dy) if abs(dy - round(dy)) < 0.25 else dy
-        matrix = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]], np.float32)
-        residual = _residual(tb, warp_template(gb, matrix, size_wh), valid_mask(matrix, size_wh))
+    dx, dy = _best_shift(tb, gb, small_g, small_t, s, max_shift, config.peak_candidates)
+    # Snap to whole pixels when close: keeps the warped template crisp.
+    dx, dy = (round(dx) if abs(dx - round(dx)) < 0.25 else dx), (round(dy) if abs(dy - round(dy)) < 0.25 else dy)
+    matrix = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]], np.float32)
+    mask = valid_mask(matrix, size_wh)
+    residual = _residual(tb, warp_template(gb, matrix, size_wh), mask)
     refined = False
     angle = 0.0
     if config.subpixel:
@@ -210,19 +196,9 @@ def register(
     return Registration(matrix, float(dx), float(dy), angle, residual, refined)
 
 
-def _aligned_as_captured(tb: np.ndarray, gb: np.ndarray, max_disagreement: float) -> bool:
-    """True when the pair is already in place: the binarised images disagree on at most
-    `max_disagreement` of their pixels as captured, and every one-pixel move makes that worse. A
-    pair one period off on a repeating layout disagrees along every feature edge, far above the bound."""
-    if max_disagreement <= 0:
-        return False
-    here = _shift_disagreement(tb, gb, 0, 0)
-    if here > max_disagreement:
-        return False
-    return all(_shift_disagreement(tb, gb, mx, my) > here for mx in (-1, 0, 1) for my in (-1, 0, 1) if mx or my)
-
-
-def _best_shift(tb: np.ndarray, gb: np.ndarray, s: int, max_shift: int, k: int) -> tuple[float, float]:
+def _best_shift(
+    tb: np.ndarray, gb: np.ndarray, small_g: np.ndarray, small_t: np.ndarray, s: int, max_shift: int, k: int
+) -> tuple[float, float]:
     """The correlation peak that the whole image agrees with best.
 
     Ball-grid arrays, finger rows and line bundles repeat every few pixels, so the correlation surface
@@ -232,9 +208,6 @@ def _best_shift(tb: np.ndarray, gb: np.ndarray, s: int, max_shift: int, k: int) 
     whole overlap, where the layout's non-periodic parts (array edges, other features) break the tie.
     Only the strongest coarse peak is refined by correlation (the costly part); the others are
     settled by the whole-pixel climb."""
-    h, w = tb.shape
-    small_t = cv2.resize(tb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
-    small_g = cv2.resize(gb.astype(np.float32), (w // s, h // s), interpolation=cv2.INTER_AREA)
     coarse = phase_correlation_peaks(small_g, small_t, max_shift / s, k)
     options = _refine_shift(tb, gb, coarse[0][0] * s, coarse[0][1] * s, k=3)
     options += [(sx * s, sy * s) for sx, sy in coarse[1:]]  # runner-ups: the climb below settles them

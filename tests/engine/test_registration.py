@@ -47,25 +47,3 @@ def test_template_of_another_size_is_refused():
     a = generate_template(np.random.default_rng(4))
     with pytest.raises(RegistrationError, match="differs"):
         register(a, a[:320, :320].copy())
-
-
-def test_a_pair_already_in_place_skips_the_search_and_registers_as_the_search_would(monkeypatch):
-    """The early exit: a clean pair in place costs no coarse search; its registration is what the full
-    search gives (0 disables the exit). A shifted pair still gets the search."""
-    import aoi.registration as registration
-    from aoi.registration import RegistrationConfig
-
-    rng = np.random.default_rng(5)
-    template = generate_template(rng)
-    in_place = cv2.GaussianBlur(template, (3, 3), 0.6)
-    shifted, _ = _moved(template, 3, -2, 0.0)
-    full = RegistrationConfig(aligned_max_disagreement=0.0)
-    expected = {name: register(img, template, full).matrix for name, img in (("in", in_place), ("out", shifted))}
-
-    searches = []
-    real_search = registration._best_shift
-    monkeypatch.setattr(registration, "_best_shift", lambda *a: searches.append(1) or real_search(*a))
-    assert np.allclose(register(in_place, template).matrix, expected["in"], atol=1e-4)
-    assert searches == []
-    assert np.allclose(register(shifted, template).matrix, expected["out"], atol=1e-4)
-    assert searches == [1]
