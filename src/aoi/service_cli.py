@@ -116,6 +116,7 @@ def serve(
     """Run the line: capture pipeline, HTTP API (/docs) and dashboard (/) in one process."""
     import uvicorn
 
+    from aoi.api.access_log import uvicorn_log_config
     from aoi.api.app import create_app
     from aoi.api.line import LineOptions, build_line
     from aoi.detection.inspector import Inspector
@@ -164,7 +165,14 @@ def serve(
     _log_read_access(settings.open_reads, demo)
     try:
         # uvicorn turns SIGINT/SIGTERM into the app's lifespan shutdown: the line finishes accepted work.
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=uvicorn_log_config(),  # successful polls are not logged; writes and errors are
+            timeout_graceful_shutdown=30,
+        )
     finally:
         storage.close()
 
