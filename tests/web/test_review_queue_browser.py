@@ -69,7 +69,7 @@ def seed_backlog(line: Line, count: int, *, with_template: bool = True) -> list[
             px_per_mm=40.0,
             model_version="seeded",
         )
-        stored = storage.recorder.record(result, test, product=product, test_png=test_png, source="hotfolder")
+        stored = storage.recorder.record(result, test, product=product, test_received=test_png, source="hotfolder")
         times[stored.id] = T0 + timedelta(seconds=i)
         ids.append(stored.result.defects[0].id or "")
     with storage.db.transaction() as session:

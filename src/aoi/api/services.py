@@ -279,7 +279,7 @@ class InspectionService:
             product=product,
             template_image=uploaded_template,
             source="upload",
-            test_png=image.data,
+            test_received=image.data,
             claim=claim,
         )
         self.metrics.observe_inspection(stored.result.verdict.value, "upload", time.perf_counter() - started)

@@ -1,4 +1,6 @@
-"""The image store: tested images and templates kept as lossless PNG files under the data directory.
+"""The image store: tested images and templates under the data directory. An upload that arrives as PNG
+or JPEG is kept byte for byte as received (no re-encoding: nothing lost, no time spent); anything else
+(and every template) is written as lossless PNG.
 
 Rows hold paths relative to the store root so that a data directory can be moved as a whole.
 Files are written before the database commit and removed again if the commit fails.
@@ -21,6 +23,9 @@ import numpy as np
 from aoi.data.images import read_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+KEPT_AS_RECEIVED = ((PNG_SIGNATURE, ".png"), (JPEG_SIGNATURE, ".jpg"))  # signature -> stored suffix
+STORED_SUFFIXES = frozenset(suffix for _, suffix in KEPT_AS_RECEIVED)
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # lossless; level 1 keeps a 640x640 write at a few ms
 
 
@@ -50,11 +55,16 @@ class ImageStore:
         return full
 
     def save_inspection_image(
-        self, inspection_id: str, image: np.ndarray, role: str = "test", png_bytes: bytes | None = None
+        self, inspection_id: str, image: np.ndarray, role: str = "test", received: bytes | None = None
     ) -> str:
-        """`png_bytes`: the upload itself when it already is a PNG (kept as received, no re-encoding)."""
+        """`received`: the upload's own bytes; kept as they are when a PNG or a JPEG, else `image` is
+        encoded as PNG. The stored suffix says which."""
         day = datetime.now(UTC).strftime("%Y%m%d")
-        return self._write(f"inspections/{day}/{inspection_id}_{role}.png", image, png_bytes)
+        kept = _kept_suffix(received)
+        stem = f"inspections/{day}/{inspection_id}_{role}"
+        if kept is not None and received is not None:
+            return self._write_bytes(stem + kept, received)
+        return self._write(stem + ".png", image)
 
     def save_template(self, product_id: str, image: np.ndarray) -> str:
         return self._write(f"templates/{product_id}.png", image)
@@ -83,17 +93,18 @@ class ImageStore:
         with self._lock:
             self._cache.pop(relative, None)
 
-    def _write(self, relative: str, image: np.ndarray, png_bytes: bytes | None = None) -> str:
+    def _write(self, relative: str, image: np.ndarray) -> str:
+        ok, encoded = cv2.imencode(".png", image, PNG_FAST)
+        if not ok:
+            raise ImageStoreError(f"could not encode {relative} as PNG")
+        return self._write_bytes(relative, encoded.tobytes())
+
+    def _write_bytes(self, relative: str, data: bytes) -> str:
         full = self.path(relative)
-        if png_bytes is None or not png_bytes.startswith(PNG_SIGNATURE):
-            ok, encoded = cv2.imencode(".png", image, PNG_FAST)
-            if not ok:
-                raise ImageStoreError(f"could not encode {relative} as PNG")
-            png_bytes = encoded.tobytes()
         tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
         try:
             full.parent.mkdir(parents=True, exist_ok=True)  # a new day folder needs space too
-            tmp.write_bytes(png_bytes)
+            tmp.write_bytes(data)
             os.replace(tmp, full)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -101,3 +112,10 @@ class ImageStore:
             error = ImageStoreFull if exc.errno in _FULL_ERRNOS else ImageStoreError
             raise error(f"could not write {full}: {exc}") from exc
         return relative
+
+
+def _kept_suffix(received: bytes | None) -> str | None:
+    """The suffix a received file is stored under as it is, or None when it must be re-encoded."""
+    if received is None:
+        return None
+    return next((suffix for signature, suffix in KEPT_AS_RECEIVED if received.startswith(signature)), None)

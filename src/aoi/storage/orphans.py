@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".aoi-store.lock"
 MARKER_NAME = ".aoi-orphan-sweep"  # beside the lock; its mtime: when the last completed sweep started
 _MARKER_SLACK_S = 60.0  # day folders changed shortly before the last sweep are checked again
-_INSPECTION_FILE = re.compile(r"([0-9a-f]{32})_[a-z]+\.png")
+_INSPECTION_FILE = re.compile(r"([0-9a-f]{32})_[a-z]+\.(?:png|jpg)")
 _TEMP_FILE = re.compile(r"\..+\.tmp")  # ImageStore writes `.<name>.<uuid>.tmp`, then renames it
 _ID_CHUNK = 500
 

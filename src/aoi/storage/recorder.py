@@ -47,14 +47,14 @@ class InspectionRecorder:
         source: str = "upload",
         source_key: str | None = None,
         template_from_product: bool = True,
-        test_png: bytes | None = None,
+        test_received: bytes | None = None,
         claim: IdempotencyClaim | None = None,
     ) -> StoredInspection:
         """Store `result` with its images. With a `source_key` already stored, return the first record.
 
         The template path recorded is the uploaded `template_image` (saved now) or, when
-        `template_from_product`, the product's recipe template. `test_png`: the tested image as
-        received, when it is a PNG already (stored without re-encoding). `claim`: the request's
+        `template_from_product`, the product's recipe template. `test_received`: the tested image's
+        bytes as received (a PNG or JPEG is stored as it is, without re-encoding). `claim`: the request's
         idempotency key, stored in the same transaction; IdempotencyKeyTaken (nothing stored) when a
         concurrent request with that key committed first.
         """
@@ -62,7 +62,7 @@ class InspectionRecorder:
         defect_ids = [new_id() for _ in result.defects]
         written: list[str] = []
         try:
-            test_path = self.images.save_inspection_image(inspection_id, test_image, "test", test_png)
+            test_path = self.images.save_inspection_image(inspection_id, test_image, "test", test_received)
             written.append(test_path)
             template_path = product.template_path if product is not None and template_from_product else None
             if template_image is not None:

@@ -133,15 +133,17 @@ def get_overlay(inspection_id: str, svc: Annotated[Services, Depends(services)])
     "/inspections/{inspection_id}/image.png",
     response_class=Response,
     dependencies=[Depends(require_read_key)],
-    responses={200: {"content": {"image/png": {}}}, **READ_RESPONSES},
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **READ_RESPONSES},
 )
 def get_tested_image(inspection_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
-    """The stored tested image as it was captured, unannotated (the dashboard draws its markers over it)."""
+    """The stored tested image as it was captured, unannotated (the dashboard draws its markers over it):
+    the uploaded PNG or JPEG as received (its content type says which), else a lossless PNG."""
     stored = svc.inspections.get(inspection_id)
-    path = svc.storage.images.path(stored.test_image_path)  # stored as PNG: served as it is, not re-encoded
+    path = svc.storage.images.path(stored.test_image_path)  # served as stored, never re-encoded
     if not path.is_file():
         raise ApiError(404, "image_missing", f"the tested image of inspection {inspection_id} is missing")
-    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    media_type = "image/jpeg" if path.suffix == ".jpg" else "image/png"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.post(
