@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from aoi.detection.labelling import label_components
 from aoi.detection.topology import ConnectivityChange, connectivity_changes
 from aoi.schema import DefectType
 
@@ -172,7 +173,7 @@ def find_candidates(
     grown = cv2.dilate(diff, np.ones((2 * g + 1, 2 * g + 1), np.uint8)) if g > 0 else diff
     if config.thin_group_px > g:
         grown = cv2.bitwise_or(grown, _grow_thin_pieces(diff, config.thin_group_px, config.thin_width_px))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    n, labels, stats = label_components(grown)
     member_counts = np.bincount(labels[diff > 0], minlength=n)
     forced_code = np.zeros(n, np.int8)
     if config.gross_area_px > 0:
@@ -214,7 +215,7 @@ def find_candidates(
 def _grow_thin_pieces(diff: np.ndarray, grow_px: int, max_width_px: float) -> np.ndarray:
     """Dilate only the line-like pieces of the difference, so a scratch interrupted at every copper
     edge (the tolerance band cuts it there) stays one candidate while compact defects stay apart."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(diff, connectivity=8)
+    n, labels, stats = label_components(diff)
     extent = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
     thin = (stats[:, cv2.CC_STAT_AREA] / np.maximum(extent, 1) <= max_width_px) & (extent >= 8)
     thin[0] = False

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from aoi.detection.candidates import DISTANCE_METRICS, CandidateConfig, difference_mask, grey_residual
+from aoi.detection.labelling import label_components
 from aoi.registration import RegistrationConfig, align_pair
 from aoi.schema import BoxXYXY, InspectionInputError
 
@@ -64,7 +65,7 @@ def learn_capture_tolerance(
     for tb, gba, valid in prepared:
         diff = difference_mask(tb, gba, valid, band, metric)
         if diff.any():
-            _, _, stats, _ = cv2.connectedComponentsWithStats(diff, connectivity=8)
+            _, _, stats = label_components(diff)
             largest = max(largest, int(stats[1:, cv2.CC_STAT_AREA].max()))
     return CaptureTolerance(band, max(min_gross_area_px, 2 * largest), len(prepared), int(flat.size))
 
