@@ -12,7 +12,6 @@ import pytest
 from pipeline_fakes import FakeInspector, paint_board
 
 from aoi.pipeline import LinePipeline, MemorySink, PipelineConfig, QueuePolicy, SourceError, VideoSource
-from aoi.pipeline.registry import UnknownComponentError, default_source_registry
 
 N_FRAMES = 24
 
@@ -78,14 +77,9 @@ def test_unopenable_video_is_a_clear_error(tmp_path: Path) -> None:
         next(iter(source.frames(threading.Event())))
 
 
-def test_registry_builds_sources_by_name(tmp_path: Path, video: Path) -> None:
-    registry = default_source_registry()
-    assert registry.names() == ["demo", "hotfolder", "video"]
-    assert registry.create("video", str(video), name="v").name == "v"
-    assert registry.create("hotfolder", tmp_path, product="p").product == "p"
-    assert VideoSource("0").target == 0  # a device index given as text
-    with pytest.raises(UnknownComponentError, match="unknown source 'ftp'"):
-        registry.create("ftp")
+def test_a_device_index_given_as_text_opens_that_camera(video: Path) -> None:
+    assert VideoSource("0").target == 0
+    assert VideoSource(str(video), name="v").target == str(video)
 
 
 def test_a_source_that_cannot_open_shows_its_error_in_metrics(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,20 +17,12 @@ from aoi.api.errors import install_error_handlers
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.models import API_PREFIX
 from aoi.api.routers import catalogue, inspections, ops, products, reports, review, stats
-from aoi.api.routers.deps import Services
+from aoi.api.routers.deps import Line, Services
 from aoi.api.services import InspectionService, InspectorLike, ProductService
 from aoi.api.settings import ServiceSettings
 from aoi.storage import Storage
 
 log = logging.getLogger(__name__)
-
-
-class Line(Protocol):
-    """The running capture pipeline as the app sees it: started after the app, stopped before it."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 LineFactory = Callable[[Services], Line]

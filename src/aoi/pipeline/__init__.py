@@ -15,7 +15,6 @@ from aoi.pipeline.protocols import (
     TemplateProvider,
     UnknownProductError,
 )
-from aoi.pipeline.registry import Registry, UnknownComponentError, default_sink_registry, default_source_registry
 from aoi.pipeline.sinks import MemorySink
 from aoi.pipeline.sources import DemoSource, HotFolderSource, SourceError, VideoSource
 from aoi.pipeline.templates import CachingTemplateProvider, StaticTemplateProvider
@@ -40,18 +39,14 @@ __all__ = [
     "PipelineStopped",
     "ProductRecipe",
     "QueuePolicy",
-    "Registry",
     "ResultSink",
     "SourceError",
     "StaticTemplateProvider",
     "StoreError",
     "StoredInspection",
     "TemplateProvider",
-    "UnknownComponentError",
     "UnknownProductError",
     "VideoSource",
-    "default_sink_registry",
-    "default_source_registry",
     "inspect_panel",
     "merge_tile_defects",
     "plan_tiles",

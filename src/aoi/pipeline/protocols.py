@@ -1,7 +1,7 @@
 """The small contracts the capture pipeline is built from: what a source yields, where results go.
 
 Sources, sinks and template providers are plain objects that satisfy these Protocols; nothing
-registers itself at import time. `registry.py` maps names to factories explicitly.
+registers itself at import time: the service composes its sources and sinks explicitly (`aoi.api.line`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Header, Request, Response, UploadFile
 
@@ -14,6 +14,16 @@ from aoi.api.settings import ServiceSettings
 from aoi.storage import Storage
 
 
+class Line(Protocol):
+    """The running capture pipeline as the app sees it: started after the app, stopped before it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class Services:
     settings: ServiceSettings
@@ -21,7 +31,7 @@ class Services:
     metrics: ServiceMetrics
     products: ProductService
     inspections: InspectionService
-    line: Any = None
+    line: Line | None = None  # set while the app runs a capture line
     extra: dict[str, Any] = field(default_factory=dict)
 
 

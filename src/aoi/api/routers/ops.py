@@ -21,9 +21,8 @@ def health(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
         body["database"] = "ok"
     except Exception as exc:  # the health probe reports, it does not raise
         body.update(status="degraded", database=f"error: {type(exc).__name__}")
-    line = svc.line
-    if line is not None and hasattr(line, "health"):
-        body["pipeline"] = line.health()
+    if svc.line is not None:
+        body["pipeline"] = svc.line.health()
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
