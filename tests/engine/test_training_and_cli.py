@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -262,3 +263,22 @@ def test_inspect_cli_shows_progress_with_a_count_over_a_folder(tmp_path: Path, t
     assert res.exit_code == 0, res.output
     assert "3/3" in res.output  # the bar's count (stderr, which the runner mixes into output)
     assert _last_json(res.stdout)["images"] == 3
+
+
+def test_worker_processes_report_what_threads_report(synthetic_root: Path, tiny_bundle: Path, tmp_path: Path):
+    from aoi.data.deeppcb import read_deeppcb
+    from aoi.detection.inspector import Inspector
+    from aoi.evaluation.runner import run_pairs
+
+    pairs = read_deeppcb(synthetic_root, "list.txt")[:6]
+    broken = tmp_path / "broken_test.jpg"
+    broken.write_bytes(b"not an image")
+    pairs.append(replace(pairs[0], image_id="broken", test_path=broken))
+    inspector = Inspector.load(tiny_bundle)
+    floor = inspector.meta.score_floor
+    threads = list(run_pairs(inspector, pairs, score_floor=floor, workers=2))
+    processes = list(run_pairs(inspector, pairs, score_floor=floor, workers=2, processes=True))
+    assert [o.pair.image_id for o in processes] == [p.image_id for p in pairs]
+    assert [o.detections for o in processes] == [o.detections for o in threads]
+    assert processes[-1].failure is not None and processes[-1].failure.image_id == "broken"
+    assert all(o.failure is None for o in processes[:-1])

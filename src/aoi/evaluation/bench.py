@@ -147,7 +147,9 @@ def run_bench(
         f"benchmarking {len(pairs)} pairs from groups {sorted({p.group for p in pairs})} with {workers} workers"
     )
     t0 = time.perf_counter()
-    outcomes = list(run_pairs(inspector, pairs, score_floor=inspector.meta.score_floor, workers=workers))
+    outcomes = list(
+        run_pairs(inspector, pairs, score_floor=inspector.meta.score_floor, workers=workers, processes=True)
+    )
     elapsed = time.perf_counter() - t0
     ok = [o for o in outcomes if o.failure is None]
     images = [ImageEval(o.detections, o.pair.labels) for o in ok]

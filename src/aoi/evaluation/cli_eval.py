@@ -21,6 +21,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def peak_worker_rss_mb() -> float:
+    """The largest peak resident size of any finished worker process (0 when there were none)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
 def run_eval(
     root: Path, list_file: str, out: Path, model: Path | None, threshold: float | None, workers: int, console: Console
 ) -> int:
@@ -35,7 +40,9 @@ def run_eval(
     images: list[ImageEval] = []
     failures = []
     stage_totals: dict[str, float] = {}
-    for outcome in run_pairs(inspector, pairs, score_floor=inspector.meta.score_floor, workers=workers):
+    for outcome in run_pairs(
+        inspector, pairs, score_floor=inspector.meta.score_floor, workers=workers, processes=True
+    ):
         if outcome.failure is not None:
             failures.append(outcome.failure)
             console.print(f"[red]{outcome.failure.image_id}: {outcome.failure.error}: {outcome.failure.message}")
@@ -58,6 +65,7 @@ def run_eval(
             "workers": workers,
             "stage_ms_mean": {k: round(v / max(n_ok, 1), 3) for k, v in stage_totals.items()},
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_worker_rss_mb": round(peak_worker_rss_mb(), 1),
             "model": inspector.model_version,
         }
     )
@@ -90,5 +98,6 @@ def _print_tables(console: Console, figures: dict, confusion: dict[str, dict[str
     console.print(
         f"{figures['images']} pairs in {figures['seconds']} s = {figures['images_per_s']} pairs/s "
         f"({figures['workers']} workers, model load included); mean ms per stage {figures['stage_ms_mean']}; "
-        f"peak RSS {figures['peak_rss_mb']} MB; failed {figures['failed']}"
+        f"peak RSS {figures['peak_rss_mb']} MB (each worker at most {figures['peak_worker_rss_mb']} MB); "
+        f"failed {figures['failed']}"
     )
