@@ -135,3 +135,18 @@ def test_upgrade_over_case_duplicates_stops_naming_them_and_changes_nothing(data
         conn.execute(text("UPDATE products SET name = 'deeppcb-2' WHERE id = :id"), {"id": second})
     _migrate(database, "0006")
     assert _revision(database) == "0006" and _has_index(database)
+
+
+def test_a_product_is_found_by_its_id_or_by_its_name_in_any_case(database: Database) -> None:
+    from aoi.storage.products import ProductRepository
+
+    _migrate(database, "head")
+    board = _add_product(database, "Board-A")
+    _add_product(database, "board-b")
+    with database.session() as session:
+        products = ProductRepository(session)
+        assert products.get(board) is not None and products.get(board).name == "Board-A"  # type: ignore[union-attr]
+        for spelling in ("Board-A", "board-a", "BOARD-A"):
+            found = products.get(spelling)
+            assert found is not None and found.id == board
+        assert products.get("board-c") is None

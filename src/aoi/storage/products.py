@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aoi.storage.models import ProductRow
@@ -19,9 +19,10 @@ class ProductRepository:
         return product_from_row(row)
 
     def get(self, id_or_name: str) -> Product | None:
-        """Look a product up by id, or else by its unique name (what a hot-folder subfolder is called)."""
-        row = self.session.scalar(
-            select(ProductRow).where(or_(ProductRow.id == id_or_name, ProductRow.name == id_or_name)).limit(1)
+        """Look a product up by id, or else by its name ignoring case (names are unique that way; a
+        hot-folder subfolder or an upload's `product` may spell it in either case)."""
+        row = self.session.get(ProductRow, id_or_name) or self.session.scalar(
+            select(ProductRow).where(func.lower(ProductRow.name) == id_or_name.lower()).limit(1)
         )
         return None if row is None else product_from_row(row)
 
