@@ -2,8 +2,9 @@
 
 JSON for programs, CSV (long format: one `section,name,value` row per figure) for spreadsheets, and a
 self-contained printable HTML page (inline CSS and SVG: no script, no external file) with the yield,
-the defect Pareto, a heat map of defect positions over the board, the review figures and the failed
-boards. The HTTP API (`/api/v1/reports/...`) and `aoi report` both come through `build_report`.
+the defect Pareto, a heat map of defect positions over the board, the review figures (false-call and
+escape rates) and the failed boards. The HTTP API (`/api/v1/reports/...`) and `aoi report` both come
+through `build_report`.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def report_dict(report: QualityReport) -> dict[str, Any]:
             "false_call_rate": _ratio(report.false_call_rate),
             "false_calls_per_board": _ratio(report.false_calls_per_board),
             "review_coverage": _ratio(report.review_coverage),
-            "escape_rate": None,
+            "escapes": reviews.escapes,
+            "escape_rate": _ratio(report.escape_rate),
         },
         "escapes_note": ESCAPES_NOTE,
         "trace": {
@@ -146,7 +148,13 @@ def report_dict(report: QualityReport) -> dict[str, Any]:
             "reviewers": report.reviewers,
         },
         "pareto": [
-            {"type": r.type, "count": r.count, "reported": r.reported, "false_calls": r.false_calls}
+            {
+                "type": r.type,
+                "count": r.count,
+                "reported": r.reported,
+                "false_calls": r.false_calls,
+                "escapes": r.escapes,
+            }
             for r in report.pareto
         ],
         "heat_map": {
@@ -176,8 +184,8 @@ def render_csv(report: QualityReport) -> str:
     """Long format, `section,name,value`: one row per figure, so every spreadsheet and `csv` module reads it.
 
     Sections: scope, summary, trace (one row per lot, line, product, model version, reviewer), pareto
-    (count after review), pareto_reported, pareto_false_calls, heat_map (`r<row>c<col>`, row 0 at the
-    board's top), failed_board (inspection id -> defects)."""
+    (count after review), pareto_reported, pareto_false_calls, pareto_escapes, heat_map (`r<row>c<col>`,
+    row 0 at the board's top), failed_board (inspection id -> defects)."""
     data = report_dict(report)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -203,6 +211,8 @@ def render_csv(report: QualityReport) -> str:
         row("pareto_reported", item["type"], item["reported"])
     for item in data["pareto"]:
         row("pareto_false_calls", item["type"], item["false_calls"])
+    for item in data["pareto"]:
+        row("pareto_escapes", item["type"], item["escapes"])
     for r, counts in enumerate(data["heat_map"]["counts"]):
         for c, count in enumerate(counts):
             row("heat_map", f"r{r}c{c}", count)
@@ -235,9 +245,10 @@ LABELS: dict[str, dict[str, str]] = {
         "false_calls": "False calls",
         "false_call_rate": "False-call rate (of reviewed)",
         "false_calls_per_board": "False calls per board",
-        "escape_rate": "Escape rate",
-        "escapes_note": "Escapes (defects the machine missed) need operator-added defects; reviews record"
-        " decisions on reported defects only, so no escape rate is given.",
+        "escapes": "Escapes (missed, added by operators)",
+        "escape_rate": "Escape rate (of real defects)",
+        "escapes_note": "Escapes are defects the machine missed that operators added. Escape rate = escapes /"
+        " (confirmed + reclassified + escapes); the false-call rate counts the machine's reported defects only.",
         "trace": "Traceability",
         "lots": "Lots",
         "lines": "Lines",
@@ -250,6 +261,7 @@ LABELS: dict[str, dict[str, str]] = {
         "share": "Share",
         "cumulative": "Cumulative",
         "reported": "Reported",
+        "escapes_short": "Escapes",
         "heat_map": "Defect positions on the board",
         "heat_map_note": "Defect centres on a {cols} x {rows} grid (false calls left out); the image's top at the top.",
         "failed_boards": "Failed boards",
@@ -285,9 +297,10 @@ LABELS: dict[str, dict[str, str]] = {
         "false_calls": "가성불량",
         "false_call_rate": "가성불량률 (검토 대비)",
         "false_calls_per_board": "보드당 가성불량",
-        "escape_rate": "유출률",
-        "escapes_note": "유출(장비가 놓친 결함)을 계산하려면 작업자가 추가한 결함이 필요합니다. 검토는 보고된 결함에"
-        " 대한 판정만 기록하므로 유출률은 제공하지 않습니다.",
+        "escapes": "유출 (미검출, 작업자 추가)",
+        "escape_rate": "유출률 (실제 결함 대비)",
+        "escapes_note": "유출은 장비가 놓쳐 작업자가 추가한 결함입니다. 유출률 = 유출 / (확정 + 재분류 + 유출)이며,"
+        " 가성불량률은 장비가 보고한 결함만으로 계산합니다.",
         "trace": "추적성",
         "lots": "로트",
         "lines": "라인",
@@ -300,6 +313,7 @@ LABELS: dict[str, dict[str, str]] = {
         "share": "비율",
         "cumulative": "누적",
         "reported": "보고",
+        "escapes_short": "유출",
         "heat_map": "보드상 결함 위치",
         "heat_map_note": "결함 중심을 {cols} x {rows} 격자로 집계 (가성불량 제외), 이미지 위쪽이 위.",
         "failed_boards": "불량 보드",
@@ -434,7 +448,8 @@ def render_html(report: QualityReport, lang: str = "en", zone: tzinfo = UTC) -> 
             "false_calls_per_board",
             none if report.false_calls_per_board is None else f"{report.false_calls_per_board:.3f}",
         ),
-        tile("escape_rate", none),
+        tile("escapes", str(summary["escapes"]), "bad" if summary["escapes"] else ""),
+        tile("escape_rate", _fmt_pct(report.escape_rate, none)),
     ]
 
     trace_rows = "".join(
@@ -462,13 +477,14 @@ def render_html(report: QualityReport, lang: str = "en", zone: tzinfo = UTC) -> 
             f'<tr data-type="{e(r.type)}"><td>{e(label)}</td><td class="n">{r.count}</td>'
             f'<td><span class="bar" style="width:{bar}px;background:{colour}"></span></td>'
             f'<td class="n">{_fmt_pct(share, none)}</td><td class="n">{_fmt_pct(running, none)}</td>'
-            f'<td class="n">{r.reported}</td><td class="n">{r.false_calls}</td></tr>'
+            f'<td class="n">{r.reported}</td><td class="n">{r.false_calls}</td><td class="n">{r.escapes}</td></tr>'
         )
     pareto = (
         f'<table class="pareto"><thead><tr><th>{text["type"]}</th><th class="n">{text["count"]}</th><th></th>'
         f'<th class="n">{text["share"]}</th><th class="n">{text["cumulative"]}</th>'
         f'<th class="n">{text["reported"]}</th>'
-        f'<th class="n">{text["false_calls"]}</th></tr></thead><tbody>{"".join(pareto_rows)}</tbody></table>'
+        f'<th class="n">{text["false_calls"]}</th><th class="n">{text["escapes_short"]}</th></tr></thead>'
+        f"<tbody>{''.join(pareto_rows)}</tbody></table>"
         if pareto_rows
         else f'<p class="note">{text["no_defects"]}</p>'
     )

@@ -385,7 +385,8 @@ def report(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Write a lot or shift report: yield, defect Pareto, defect heat map, false-call rate, failed boards."""
+    """Write a lot or shift report: yield, defect Pareto, defect heat map, false-call and escape rates, failed
+    boards."""
     from datetime import date
 
     from aoi.reports import EmptyReport, ReportFormat, build_report, lot_scope, rendered, shift_scope
@@ -425,10 +426,11 @@ def report(
         out.write_text(page.body, encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc}") from None
-    y = built.inspections.yield_ratio
+    y, escape_rate = built.inspections.yield_ratio, built.escape_rate
     typer.echo(
         f"{scope.kind} report {scope.title}: {built.inspections.total} inspections, yield"
-        f" {'-' if y is None else f'{y * 100:.1f}%'}, {built.defects_counted} defects -> {out}"
+        f" {'-' if y is None else f'{y * 100:.1f}%'}, {built.defects_counted} defects, {built.reviews.escapes}"
+        f" escapes (escape rate {'-' if escape_rate is None else f'{escape_rate * 100:.1f}%'}) -> {out}"
     )
 
 

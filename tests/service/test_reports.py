@@ -19,12 +19,14 @@ from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app
 from aoi.cli import app as cli_app
+from aoi.reports import build_report, lot_scope, render_csv, render_html, report_dict
 from aoi.schema import Defect, DefectType, InspectionResult, Trace, Verdict
 from aoi.storage import Storage
 from aoi.storage.inspections import InspectionRepository
 from aoi.storage.keys import Scope, create_api_key
 from aoi.storage.models import InspectionRow
 from aoi.storage.records import ReviewDecision
+from aoi.storage.reports import ReviewFigures
 
 WH = (640, 640)
 
@@ -129,16 +131,17 @@ def test_lot_report_figures_match_the_hand_count(line: Line) -> None:
         "false_call_rate": 0.5,  # 2 of 4 reviewed
         "false_calls_per_board": 0.4,
         "review_coverage": 0.8,
-        "escape_rate": None,
+        "escapes": 0,
+        "escape_rate": 0.0,  # of the 2 real defects found (1 confirmed, 1 reclassified), none added by an operator
     }
-    assert "operator-added defects" in report["escapes_note"]
+    assert "escapes / (confirmed + reclassified + escapes)" in report["escapes_note"]
     # After review: short = b3's confirmed + b4's pending one; b4's first short is copper now; open and spur
     # were false calls (reported, not counted).
     assert report["pareto"] == [
-        {"type": "short", "count": 2, "reported": 3, "false_calls": 0},
-        {"type": "copper", "count": 1, "reported": 0, "false_calls": 0},
-        {"type": "open", "count": 0, "reported": 1, "false_calls": 1},
-        {"type": "spur", "count": 0, "reported": 1, "false_calls": 1},
+        {"type": "short", "count": 2, "reported": 3, "false_calls": 0, "escapes": 0},
+        {"type": "copper", "count": 1, "reported": 0, "false_calls": 0, "escapes": 0},
+        {"type": "open", "count": 0, "reported": 1, "false_calls": 1, "escapes": 0},
+        {"type": "spur", "count": 0, "reported": 1, "false_calls": 1, "escapes": 0},
     ]
     heat = report["heat_map"]
     assert (heat["cols"], heat["rows"], heat["board_wh"]) == (10, 10, [640, 640])
@@ -167,7 +170,7 @@ def test_lot_report_as_csv_parses_back(line: Line) -> None:
     assert figures[("summary", "inspections")] == "5"
     assert figures[("summary", "yield")] == "0.4"
     assert figures[("summary", "false_call_rate")] == "0.5"
-    assert figures[("summary", "escape_rate")] == ""
+    assert figures[("summary", "escape_rate")] == "0.0"
     assert figures[("pareto", "short")] == "2" and figures[("pareto", "copper")] == "1"
     assert figures[("pareto_false_calls", "open")] == "1"
     assert figures[("heat_map", "r4c4")] == "1" and figures[("heat_map", "r9c9")] == "0"
@@ -185,7 +188,7 @@ def test_lot_report_as_html_shows_the_figures(line: Line) -> None:
     assert '<div class="v">50.0%</div><div class="k">False-call rate (of reviewed)</div>' in page
     assert '<tr data-type="short"><td>short</td><td class="n">2</td>' in page
     assert 'data-row="4" data-col="4" data-count="1"' in page and 'data-row="0" data-col="0" data-count="1"' in page
-    assert "need operator-added defects" in page
+    assert "Escapes are defects the machine missed that operators added" in page
     assert "<script" not in page
     korean = line.get("/api/v1/reports/lot/L100", lang="ko").text  # type: ignore[attr-defined]
     assert '<html lang="ko">' in korean and "로트 보고서: L100" in korean
@@ -257,3 +260,86 @@ def test_aoi_report_writes_the_file(line: Line, tmp_path: Path, database_url: st
 def test_a_shift_plan_that_cannot_be_used_stops_the_service_at_start(options: dict[str, str], says: str) -> None:
     with pytest.raises(ValueError, match=re.escape(says)):
         ServiceSettings(**options)  # type: ignore[arg-type]
+
+
+def _escape_lot(storage: Storage) -> str:
+    """Lot L300: one board with 3 confirmed, 1 reclassified and 1 false-called engine defect, one clean board;
+    returns the clean board's id (where the operator will add the defect the machine missed)."""
+    boxes = [(10, 10, 20, 20), (40, 40, 50, 50), (70, 70, 80, 80), (100, 100, 110, 110), (130, 130, 140, 140)]
+    decisions = [ReviewDecision.CONFIRM] * 3 + [ReviewDecision.RECLASSIFY, ReviewDecision.FALSE_CALL]
+    ids = []
+    for image_id, defects in (("e1", boxes), ("e2", [])):
+        result = InspectionResult(
+            image_id=image_id,
+            image_size_wh=WH,
+            defects=tuple(Defect(DefectType.SHORT, 0.9, box) for box in defects),  # type: ignore[arg-type]
+            verdict=Verdict.FAIL if defects else Verdict.PASS,
+            px_per_mm=20.0,
+            model_version="m-7",
+            trace=Trace(lot="L300", panel_id=f"P-{image_id}", line="SMT-1"),
+        )
+        stored = storage.recorder.record(result, paint_board())
+        ids.append(stored.id)
+        with storage.db.transaction() as session:
+            repo = InspectionRepository(session)
+            for defect, decision in zip(stored.result.defects, decisions[: len(defects)], strict=True):
+                new_type = DefectType.SPUR if decision is ReviewDecision.RECLASSIFY else None
+                repo.review_defect(defect.id or "", decision, "kim", new_type)
+    return ids[1]
+
+
+def test_escape_rate_counts_the_defects_operators_added(storage: Storage, tmp_path: Path) -> None:
+    """3 confirmed + 1 reclassified + 1 operator-added: escape rate 1/5; the false-call rate (1 of the 5 the
+    machine reported and operators reviewed) is what it was before the escape was added."""
+    clean_id = _escape_lot(storage)
+    scope = lot_scope("L300")
+    before = build_report(storage, scope)
+    assert before.escape_rate == 0.0 and before.false_call_rate == 0.2
+    with storage.db.transaction() as session:
+        added = InspectionRepository(session).add_missed_defect(clean_id, DefectType.OPEN, (320, 320, 330, 330), "lee")
+    assert added is not None
+
+    report = build_report(storage, scope)
+    assert report.reviews == ReviewFigures(defects=5, confirmed=3, false_calls=1, reclassified=1, escapes=1)
+    assert report.escape_rate == 0.2 and report.false_call_rate == before.false_call_rate == 0.2
+    assert (report.inspections.total, report.inspections.failed) == (2, 2)  # the clean board fails now
+    summary = report_dict(report)["summary"]
+    assert (summary["defects_reported"], summary["defects_counted"], summary["escapes"]) == (5, 5, 1)
+    assert (summary["confirmed"], summary["reviewed"], summary["pending"]) == (3, 5, 0)
+    assert summary["escape_rate"] == 0.2 and summary["false_call_rate"] == 0.2
+    pareto = {row["type"]: row for row in report_dict(report)["pareto"]}
+    assert pareto["open"] == {"type": "open", "count": 1, "reported": 0, "false_calls": 0, "escapes": 1}
+    assert pareto["short"] == {"type": "short", "count": 3, "reported": 5, "false_calls": 1, "escapes": 0}
+    assert report.heat_map.counts[5][5] == 1  # the escape's centre (325, 325) is on the map too
+
+    figures = {(r["section"], r["name"]): r["value"] for r in csv.DictReader(io.StringIO(render_csv(report)))}
+    assert figures[("summary", "escape_rate")] == "0.2" and figures[("summary", "escapes")] == "1"
+    assert figures[("pareto_escapes", "open")] == "1"
+    page = render_html(report)
+    assert '<div class="v">20.0%</div><div class="k">Escape rate (of real defects)</div>' in page
+    assert 'data-key="escapes"><div class="v">1</div>' in page
+    assert '<div class="v">20.0%</div><div class="k">유출률 (실제 결함 대비)</div>' in render_html(report, "ko")
+
+    # Withdrawn (marked a false call), an added defect is no escape and no false call of the machine.
+    with storage.db.transaction() as session:
+        InspectionRepository(session).review_defect(added, ReviewDecision.FALSE_CALL, "lee")
+    withdrawn = build_report(storage, scope)
+    assert withdrawn.reviews.escapes == 0 and withdrawn.escape_rate == 0.0 and withdrawn.false_call_rate == 0.2
+
+    out = tmp_path / "l300.json"
+    args = ["report", "--lot", "L300", "--data-dir", str(storage.data_dir), "--format", "json", "--out", str(out)]
+    if not storage.db.is_sqlite:
+        args += ["--database-url", str(storage.db.engine.url.render_as_string(hide_password=False))]
+    result = CliRunner().invoke(cli_app, args)
+    assert result.exit_code == 0, result.output
+    assert "0 escapes (escape rate 0.0%)" in result.output
+
+
+def test_escape_rate_is_none_without_real_defects(storage: Storage) -> None:
+    result = InspectionResult(
+        image_id="z1", image_size_wh=WH, defects=(), verdict=Verdict.PASS, px_per_mm=20.0, model_version="m-7",
+        trace=Trace(lot="L400"),
+    )  # fmt: skip
+    storage.recorder.record(result, paint_board())
+    report = build_report(storage, lot_scope("L400"))
+    assert report.escape_rate is None and report_dict(report)["summary"]["escape_rate"] is None

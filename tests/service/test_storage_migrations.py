@@ -19,7 +19,7 @@ from tests.service.conftest import PG_ADMIN_URL, FakeInspector, paint_board, png
 
 from aoi.api import ServiceSettings, create_app
 from aoi.pipeline.capture import CaptureSettings
-from aoi.schema import Defect, InspectionFailure, InspectionResult, Trace, Verdict
+from aoi.schema import Defect, DefectType, InspectionFailure, InspectionResult, Trace, Verdict
 from aoi.storage import ImageStore, InspectionRecorder, Storage
 from aoi.storage.database import MIGRATIONS_DIR, Database, resolve_database_url
 from aoi.storage.idempotency import IdempotencyClaim, add_claim, find_claim
@@ -37,7 +37,7 @@ from aoi.storage.keys import (
 )
 from aoi.storage.models import DefectRow, InspectionRow, ProductRow
 from aoi.storage.products import ProductRepository
-from aoi.storage.records import Product, utc_now_aware
+from aoi.storage.records import DefectOrigin, Product, utc_now_aware
 from aoi.storage.review_queue import count_pending
 from aoi.verdict import VerdictRules
 
@@ -507,5 +507,61 @@ def test_upgrade_to_review_leases_keeps_the_defects_and_leases_go_with_them(
         assert "review_leases" not in inspect(db.engine).get_table_names()
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT inspection_id FROM defects")).scalars().all() == [kept_id]
+    finally:
+        db.dispose()
+
+
+def test_upgrade_to_operator_defects_keeps_the_defects_as_the_engines(empty_database_url: str, tmp_path: Path) -> None:
+    """0008 -> 0009 adds a non-null defects.origin: defects stored before are the engine's (the server default
+    fills them, reviews kept) and a row written without the column still gets 'engine'; an operator-added
+    defect is stored with 'operator' and fails the board; and back down, the column goes and every defect stays."""
+    db = Database(empty_database_url)
+    try:
+        _migrate(db, _revision_before("0009"))
+        images = ImageStore(tmp_path / "images")
+        product = _add_old_product(db, images)
+        old_id = _add_old_inspection(db, images, "hotfolder:b1.png:1", product_id=product.id)
+        with db.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE defects SET review_status = 'false_call', reviewed_by = 'kim', reviewed_at = :now"),
+                {"now": utc_now_aware()},
+            )
+            conn.execute(text("UPDATE inspections SET verdict = 'pass'"))  # as if the rules tolerated the short
+
+        _migrate(db, "0009")
+
+        assert _revision(db) == "0009"
+        column = next(c for c in inspect(db.engine).get_columns("defects") if c["name"] == "origin")
+        assert column["nullable"] is False and "engine" in str(column["default"])
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT origin FROM defects")).scalars().all() == ["engine"]
+        second_id = _add_old_inspection(db, images, "hotfolder:b2.png:1")  # an INSERT that does not name origin
+        _migrate(db, "head")
+        with db.transaction() as session:
+            added = InspectionRepository(session).add_missed_defect(old_id, DefectType.OPEN, (10, 10, 30, 20), "lee")
+        with db.session() as session:
+            old = InspectionRepository(session).get(old_id)
+            second = InspectionRepository(session).get(second_id)
+        assert old is not None and second is not None and added is not None
+        engine_defect, operator_defect = old.result.defects
+        assert (
+            old.origin(engine_defect.id) is DefectOrigin.ENGINE
+            and old.reviews[engine_defect.id or ""].reviewed_by == "kim"
+        )
+        assert old.origin(added) is DefectOrigin.OPERATOR and operator_defect.id == added
+        assert operator_defect.box_mm == (0.5, 0.5, 1.5, 1.0) and old.reviews[added].status == "confirmed"
+        assert old.result.verdict is Verdict.FAIL  # the false-called short does not count, the missed open does
+        assert second.operator_added == frozenset()
+        with db.session() as session:
+            assert count_pending(session) == 1  # the second board's short; the added defect is decided
+
+        _migrate(db, "0008", down=True)  # and back: the column goes, the defects stay
+        assert "origin" not in {c["name"] for c in inspect(db.engine).get_columns("defects")}
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM defects")).scalar_one() == 3
+            assert (
+                conn.execute(text("SELECT defect_count FROM inspections WHERE id = :i"), {"i": old_id}).scalar_one()
+                == 2
+            )
     finally:
         db.dispose()

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aoi.schema import Defect
-from aoi.storage.records import DefectReview, Product, ReviewDecision, StoredInspection
+from aoi.storage.records import DefectOrigin, DefectReview, Product, ReviewDecision, StoredInspection
 from aoi.storage.stats import LineStats, YieldCount
 
 API_PREFIX = "/api/v1"
@@ -28,6 +28,11 @@ class DefectOut(BaseModel):
     box_px: list[float] = Field(description="[x1, y1, x2, y2] in image pixels")
     box_mm: list[float] | None = Field(None, description="[x1, y1, x2, y2] in mm")
     review: ReviewOut | None = None
+    origin: DefectOrigin = Field(
+        DefectOrigin.ENGINE,
+        description="engine: reported by the machine; operator: added by an operator because the machine missed"
+        " it (an escape, stored confirmed)",
+    )
 
 
 class InspectionOut(BaseModel):
@@ -98,6 +103,25 @@ class ReviewedDefectOut(BaseModel):
     defect: DefectOut
 
 
+class MissedDefectIn(BaseModel):
+    """A defect the machine missed, marked by an operator on the inspected image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(max_length=32, description="defect type (GET /api/v1/defect-types), e.g. short")
+    box_px: list[float] = Field(
+        min_length=4,
+        max_length=4,
+        description="[x1, y1, x2, y2] in image pixels, x1 < x2 and y1 < y2, inside the image",
+    )
+
+
+class AddedDefectOut(BaseModel):
+    inspection_id: str
+    verdict: str = Field(description="the inspection's verdict after the addition (a missed defect may fail it)")
+    defect: DefectOut
+
+
 class YieldOut(BaseModel):
     total: int
     passed: int
@@ -145,7 +169,7 @@ def review_out(review: DefectReview) -> ReviewOut:
     )
 
 
-def defect_out(defect: Defect, review: DefectReview | None) -> DefectOut:
+def defect_out(defect: Defect, review: DefectReview | None, origin: DefectOrigin = DefectOrigin.ENGINE) -> DefectOut:
     data = defect.to_dict()
     return DefectOut(
         id=data["id"],
@@ -154,6 +178,7 @@ def defect_out(defect: Defect, review: DefectReview | None) -> DefectOut:
         box_px=data["box_px"],
         box_mm=data["box_mm"],
         review=review_out(review) if review is not None else None,
+        origin=origin,
     )
 
 
@@ -165,7 +190,7 @@ def inspection_out(stored: StoredInspection) -> InspectionOut:
         product=stored.product_id,
         product_name=stored.product_name,
         verdict=result["verdict"],
-        defects=[defect_out(d, stored.reviews.get(d.id or "")) for d in stored.result.defects],
+        defects=[defect_out(d, stored.reviews.get(d.id or ""), stored.origin(d.id)) for d in stored.result.defects],
         timings_ms=result["timings_ms"],
         model_version=result["model_version"],
         px_per_mm=result["px_per_mm"],

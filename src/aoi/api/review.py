@@ -25,6 +25,7 @@ from aoi.storage.images import ImageStoreError
 from aoi.storage.inspections import InspectionFilter
 from aoi.storage.keys import Scope
 from aoi.storage.models import PRODUCT_NAME_MAX_CHARS, DefectRow, InspectionRow
+from aoi.storage.records import DefectOrigin
 from aoi.storage.review_queue import (
     CursorSide,
     QueueContention,
@@ -156,7 +157,7 @@ class ReviewService:
     def withdraw(self, defect_id: str, reviewer: Reviewer) -> QueueAnswer:
         """Undo a review: the defect is pending again and leased to `reviewer`, who decides it anew.
         Only the reviewer who recorded the decision may withdraw it (or an admin key): 403 otherwise;
-        409 when the defect has no review to withdraw."""
+        409 when the defect has no review to withdraw, or was added by an operator (it was never pending)."""
         if not validation.is_record_id(defect_id):
             raise not_found("defect", defect_id[:80])
         with self.storage.db.transaction() as session:
@@ -165,6 +166,13 @@ class ReviewService:
                 raise not_found("defect", defect_id)
             if row.review_status is None:
                 raise ApiError(409, "not_reviewed", f"defect {defect_id} has no review to undo: it is pending")
+            if row.origin == DefectOrigin.OPERATOR:  # undone, it would be pending: an operator's own finding
+                raise ApiError(
+                    409,
+                    "operator_defect",
+                    f"defect {defect_id} was added by an operator (a defect the machine missed): it has no review"
+                    " to undo; mark it a false call (POST /defects/{id}/review) to withdraw it",
+                )
             if row.reviewed_by != reviewer.name and Scope.ADMIN not in reviewer.scopes:
                 raise ApiError(
                     403,

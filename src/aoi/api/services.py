@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aoi.api import validation
@@ -31,13 +33,21 @@ from aoi.schema import DefectType, InspectionInputError, InspectionResult, Schem
 from aoi.storage import Storage
 from aoi.storage.database import is_unavailable
 from aoi.storage.idempotency import IdempotencyClaim, IdempotencyKeyTaken, add_claim, claim_exists
-from aoi.storage.inspections import InspectionFilter, InspectionRepository, ReviewError
-from aoi.storage.models import IMAGE_ID_MAX_CHARS, PRODUCT_NAME_MAX_CHARS, ProductRow
+from aoi.storage.inspections import InspectionFilter, InspectionRepository, MissedDefectError, ReviewError
+from aoi.storage.models import IMAGE_ID_MAX_CHARS, PRODUCT_NAME_MAX_CHARS, DefectRow, ProductRow
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, ReviewDecision, StoredInspection
 from aoi.storage.review_queue import LeaseHeld, ReviewQueue
 from aoi.storage.stats import LineStats, compute_stats
 from aoi.verdict import VerdictRules
+
+
+@dataclass(frozen=True)
+class AddedDefect:
+    """An operator-added defect and its inspection as stored after the addition."""
+
+    inspection: StoredInspection
+    defect_id: str
 
 
 @dataclass(frozen=True)
@@ -415,6 +425,49 @@ class InspectionService:
                 " was recorded",
             ) from None
         return self.get(inspection_id)
+
+    def add_missed_defect(
+        self,
+        inspection_id: str,
+        defect_type: str,
+        box_px: Sequence[float],
+        reviewer: str,
+        claim: IdempotencyClaim | None = None,
+    ) -> AddedDefect:
+        """Store a defect the engine missed on an inspection (an escape), confirmed by `reviewer`; it never
+        enters the review queue. 404 for an unknown inspection, 422 for an unknown type or a box that is not
+        on the image. `claim`: the request's idempotency key, stored in the same transaction."""
+        if not validation.is_record_id(inspection_id):
+            raise not_found("inspection", inspection_id[:80])
+        validation.plain_text(reviewer, "reviewer", 200)
+        try:
+            parsed = DefectType.parse(defect_type)
+        except SchemaError as exc:
+            raise ApiError(422, "invalid_type", str(exc)) from None
+        try:
+            with self.storage.db.transaction() as session:
+                defect_id = InspectionRepository(session).add_missed_defect(inspection_id, parsed, box_px, reviewer)
+                if defect_id is None:
+                    raise not_found("inspection", inspection_id)
+                if claim is not None:
+                    add_claim(session, claim, "defect", defect_id)
+        except MissedDefectError as exc:
+            raise ApiError(422, "invalid_box", str(exc)) from None
+        except IntegrityError:
+            if claim is not None:
+                with self.storage.db.session() as session:
+                    if claim_exists(session, claim):
+                        raise IdempotencyKeyTaken(claim) from None
+            raise
+        return AddedDefect(self.get(inspection_id), defect_id)
+
+    def added_defect(self, defect_id: str) -> AddedDefect:
+        """An added defect by its id, with its inspection (what a replayed request answers)."""
+        with self.storage.db.session() as session:
+            inspection_id = session.scalar(select(DefectRow.inspection_id).where(DefectRow.id == defect_id))
+        if inspection_id is None:
+            raise not_found("defect", defect_id)
+        return AddedDefect(self.get(inspection_id), defect_id)
 
     def stats(self, filters: InspectionFilter) -> LineStats:
         with self.storage.db.session() as session:

@@ -3,7 +3,9 @@
 Only inspections whose every defect has been reviewed are exported (an unreviewed defect could be
 real or a false call, so the image's labels would be unknown). Confirmed defects keep their type,
 reclassified ones take the operator's type, false calls are dropped; an inspection whose defects
-were all false calls is exported with no labels (a useful negative).
+were all false calls is exported with no labels (a useful negative). A defect an operator added because
+the engine missed it is stored confirmed, so it is a label like any confirmed defect: the misses the
+model most needs to learn from.
 """
 
 from __future__ import annotations

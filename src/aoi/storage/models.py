@@ -99,7 +99,11 @@ class InspectionRow(Base):
 
 
 class DefectRow(Base):
-    """A reported defect plus the operator's review of it (confirm, false call or reclassify)."""
+    """A reported defect plus the operator's review of it (confirm, false call or reclassify).
+
+    `origin` (migration 0009): 'engine' for a defect the machine reported, 'operator' for one an operator
+    added because the machine missed it (an escape; stored already confirmed). Set by the database's
+    default unless given, so the INSERT of an engine defect need not name it."""
 
     __tablename__ = "defects"
 
@@ -122,6 +126,7 @@ class DefectRow(Base):
     reviewed_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reviewed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False, server_default="engine")
 
     inspection: Mapped[InspectionRow] = relationship(back_populates="defects")
 

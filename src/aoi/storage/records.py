@@ -32,6 +32,13 @@ REVIEW_STATUS = {
 }
 
 
+class DefectOrigin(enum.StrEnum):
+    """Who reported a defect: the engine, or an operator who found one the engine missed (an escape)."""
+
+    ENGINE = "engine"
+    OPERATOR = "operator"
+
+
 @dataclass(frozen=True)
 class DefectReview:
     status: str
@@ -55,6 +62,10 @@ class StoredInspection:
     test_image_path: str
     template_path: str | None
     reviews: dict[str, DefectReview] = field(default_factory=dict)
+    operator_added: frozenset[str] = frozenset()  # ids of the defects an operator added (the rest: the engine's)
+
+    def origin(self, defect_id: str | None) -> DefectOrigin:
+        return DefectOrigin.OPERATOR if defect_id in self.operator_added else DefectOrigin.ENGINE
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,7 @@ def inspection_from_row(row: InspectionRow) -> StoredInspection:
         trace=Trace(lot=row.lot, panel_id=row.panel_id, line=row.line),
     )
     reviews = {d.id: r for d in row.defects if (r := review_from_row(d)) is not None}
+    operator_added = frozenset(d.id for d in row.defects if d.origin == DefectOrigin.OPERATOR)
     return StoredInspection(
         id=row.id,
         result=result,
@@ -193,6 +205,7 @@ def inspection_from_row(row: InspectionRow) -> StoredInspection:
         test_image_path=row.test_image_path,
         template_path=row.template_path,
         reviews=reviews,
+        operator_added=operator_added,
     )
 
 

@@ -1,9 +1,13 @@
 """The figures of a lot or shift report: yield, defect Pareto, a heat map of defect positions, and what
-operators' reviews say about the machine (false calls).
+operators say about the machine: false calls (reported defects they rejected) and escapes (defects the
+machine missed, which they added).
 
 Counting follows the line statistics (`stats.py`): a reclassified defect counts as its new type, a
-false call is not a defect. Totals are aggregated in SQL; the heat map bins defect centres in Python
-(one row per defect of the scope, streamed), since SQLite has no portable FLOOR.
+false call is not a defect. The review figures (confirmed, reclassified, false calls, the false-call
+rate) are about the engine's defects only; an operator-added defect is an escape (unless later marked a
+false call: withdrawn), counted among the defects, the Pareto and the heat map. Totals are aggregated in
+SQL; the heat map bins defect centres in Python (one row per defect of the scope, streamed), since SQLite
+has no portable FLOOR.
 """
 
 from __future__ import annotations
@@ -12,20 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from aoi.storage.inspections import InspectionFilter
 from aoi.storage.models import DefectRow, InspectionRow, ProductRow
-from aoi.storage.records import as_utc
+from aoi.storage.records import DefectOrigin, as_utc
 from aoi.storage.stats import YieldCount
 
 HEAT_MAP_COLS = 10
 HEAT_MAP_ROWS = 10
 FAILED_BOARDS_SHOWN = 100
 ESCAPES_NOTE = (
-    "escapes (defects the machine missed) need operator-added defects; reviews record decisions on reported"
-    " defects only, so no escape rate is given"
+    "escapes are defects the machine missed that operators added; escape rate = escapes / (confirmed +"
+    " reclassified + escapes), the share of the real defects found that the machine did not report"
 )
 
 
@@ -43,12 +47,14 @@ class ReportScope:
 
 @dataclass(frozen=True)
 class ReviewFigures:
-    """Operators' decisions on the reported defects of the scope."""
+    """Operators' decisions on the engine's reported defects of the scope (`defects`), and the defects
+    they added because the engine missed them (`escapes`, withdrawn ones left out)."""
 
     defects: int
     confirmed: int
     false_calls: int
     reclassified: int
+    escapes: int = 0
 
     @property
     def reviewed(self) -> int:
@@ -61,13 +67,15 @@ class ReviewFigures:
 
 @dataclass(frozen=True)
 class ParetoRow:
-    """One defect type: `count` after review (reclassified defects under their new type, false calls out),
-    `reported` by the machine under this type, and how many of those operators rejected (false calls)."""
+    """One defect type: `count` after review (reclassified defects under their new type, false calls out,
+    operator-added ones in), `reported` by the machine under this type, how many of those operators
+    rejected (false calls), and how many of this type operators added because the machine missed them."""
 
     type: str
     count: int
     reported: int
     false_calls: int
+    escapes: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,14 @@ class QualityReport:
 
     @property
     def defects_counted(self) -> int:
-        """Defects after review: reported ones that are not false calls."""
-        return self.reviews.defects - self.reviews.false_calls
+        """Defects after review: reported ones that are not false calls, and the escapes operators added."""
+        return self.reviews.defects - self.reviews.false_calls + self.reviews.escapes
+
+    @property
+    def escape_rate(self) -> float | None:
+        """Escapes among the real defects found (confirmed, reclassified and escapes); None without any."""
+        found = self.reviews.confirmed + self.reviews.reclassified + self.reviews.escapes
+        return None if found == 0 else self.reviews.escapes / found
 
     @property
     def false_call_rate(self) -> float | None:
@@ -148,6 +162,15 @@ def _status_sum(status: str) -> ColumnElement[int]:
 
 def _not_false_call() -> ColumnElement[bool]:
     return or_(DefectRow.review_status.is_(None), DefectRow.review_status != "false_call")
+
+
+def _from_engine() -> ColumnElement[bool]:
+    return DefectRow.origin == DefectOrigin.ENGINE.value
+
+
+def _escape() -> ColumnElement[bool]:
+    """An operator-added defect that was not withdrawn (marked a false call afterwards)."""
+    return and_(DefectRow.origin == DefectOrigin.OPERATOR.value, _not_false_call())
 
 
 def _distinct(session: Session, filters: InspectionFilter, column: InstrumentedAttribute[Any]) -> list[str]:
@@ -196,9 +219,10 @@ def compute_report(session: Session, scope: ReportScope, now: datetime) -> Quali
                 _status_sum("confirmed"),
                 _status_sum("false_call"),
                 _status_sum("reclassified"),
-            )
+            ).where(_from_engine())
         )
     ).one()
+    escapes = session.scalar(filters.apply(with_defects.add_columns(func.count(DefectRow.id)).where(_escape())))
     return QualityReport(
         scope=scope,
         generated_at=now,
@@ -212,7 +236,7 @@ def compute_report(session: Session, scope: ReportScope, now: datetime) -> Quali
         model_versions=_distinct(session, filters, InspectionRow.model_version),
         reviewers=reviewers,
         pareto=_pareto(session, filters),
-        reviews=ReviewFigures(int(n_defects), int(confirmed), int(false_calls), int(reclassified)),
+        reviews=ReviewFigures(int(n_defects), int(confirmed), int(false_calls), int(reclassified), int(escapes or 0)),
         heat_map=_heat_map(session, filters),
         failed_boards=_failed_boards(session, filters),
         failed_boards_total=int(total) - int(passed),
@@ -232,12 +256,23 @@ def _pareto(session: Session, filters: InspectionFilter) -> list[ParetoRow]:
         str(t): (int(n), int(f))
         for t, n, f in session.execute(
             filters.apply(
-                joined.add_columns(DefectRow.type, func.count(DefectRow.id), _status_sum("false_call"))
+                joined.add_columns(DefectRow.type, func.count(DefectRow.id), _status_sum("false_call")).where(
+                    _from_engine()
+                )
             ).group_by(DefectRow.type)
         )
     }
+    escaped = {
+        str(t): int(n)
+        for t, n in session.execute(
+            filters.apply(joined.add_columns(effective, func.count(DefectRow.id)).where(_escape())).group_by(effective)
+        )
+    }
     types = set(counted) | set(reported)
-    rows = [ParetoRow(t, int(counted.get(t, 0)), reported.get(t, (0, 0))[0], reported.get(t, (0, 0))[1]) for t in types]
+    rows = [
+        ParetoRow(t, counted.get(t, 0), reported.get(t, (0, 0))[0], reported.get(t, (0, 0))[1], escaped.get(t, 0))
+        for t in types
+    ]
     return sorted(rows, key=lambda r: (-r.count, -r.reported, r.type))
 
 
@@ -284,7 +319,7 @@ def _cell(ratio: float, cells: int) -> int:
 def _failed_boards(session: Session, filters: InspectionFilter) -> list[FailedBoard]:
     false_calls = (
         select(func.count(DefectRow.id))
-        .where(DefectRow.inspection_id == InspectionRow.id, DefectRow.review_status == "false_call")
+        .where(DefectRow.inspection_id == InspectionRow.id, DefectRow.review_status == "false_call", _from_engine())
         .scalar_subquery()
     )
     rows = session.execute(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from aoi.storage.inspections import InspectionFilter
 from aoi.storage.models import DefectRow, InspectionRow, ProductRow
-from aoi.storage.records import as_utc
+from aoi.storage.records import DefectOrigin, as_utc
 from aoi.storage.review_queue import ReviewFilter, count_pending
 
 
@@ -46,7 +46,8 @@ class ProductCount:
 
 @dataclass(frozen=True)
 class ReviewCounts:
-    """`pending`: defects awaiting review, from `review_queue.count_pending` (the queue's own count)."""
+    """Decisions on the engine's defects (operator-added ones are escapes, counted by the reports);
+    `pending`: defects awaiting review, from `review_queue.count_pending` (the queue's own count)."""
 
     defects: int
     confirmed: int
@@ -130,7 +131,9 @@ def compute_stats(session: Session, filters: InspectionFilter) -> LineStats:
                 status_sum("confirmed"),
                 status_sum("false_call"),
                 status_sum("reclassified"),
-            ).join(InspectionRow, InspectionRow.id == DefectRow.inspection_id)
+            )
+            .join(InspectionRow, InspectionRow.id == DefectRow.inspection_id)
+            .where(DefectRow.origin == DefectOrigin.ENGINE.value)  # decisions on the machine's calls only
         )
     ).one()
     pending = count_pending(session, ReviewFilter(inspections=filters))  # the review queue's badge reads this too

@@ -9,10 +9,18 @@ from fastapi.responses import FileResponse, Response
 from aoi.api import idempotency, validation
 from aoi.api.auth import READ_RESPONSES, WriteKey, require_read_key, require_scope
 from aoi.api.errors import ApiError
-from aoi.api.models import InspectionOut, InspectionPage, ReviewedDefectOut, ReviewIn, inspection_out
+from aoi.api.models import (
+    AddedDefectOut,
+    InspectionOut,
+    InspectionPage,
+    MissedDefectIn,
+    ReviewedDefectOut,
+    ReviewIn,
+    inspection_out,
+)
 from aoi.api.overlay import overlay_png
 from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
-from aoi.api.services import trace_fields
+from aoi.api.services import AddedDefect, trace_fields
 from aoi.detection.overlay import OVERLAY_MARGIN_TOP_PX
 from aoi.schema import Verdict
 from aoi.storage.keys import Scope
@@ -178,3 +186,53 @@ def review_defect(
     out = inspection_out(stored)
     defect = next(d for d in out.defects if d.id == defect_id)
     return ReviewedDefectOut(inspection_id=stored.id, defect=defect)
+
+
+@router.post(
+    "/inspections/{inspection_id}/defects",
+    response_model=AddedDefectOut,
+    status_code=201,
+    tags=["review"],
+    responses={
+        200: {"description": "a retry with the same Idempotency-Key: the first request's defect"},
+        401: {"description": "no API key, or an unknown, revoked or expired one"},
+        403: {"description": "the API key lacks the review scope"},
+        404: {"description": "no such inspection"},
+        409: {"description": "the Idempotency-Key was already used for a different request"},
+    },
+)
+def add_missed_defect(
+    inspection_id: str,
+    body: MissedDefectIn,
+    key: Annotated[WriteKey, Depends(require_scope(Scope.REVIEW))],
+    svc: Annotated[Services, Depends(services)],
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> AddedDefectOut:
+    """Add a defect the machine missed (an escape), found by the operator on the inspected image: stored
+    with origin `operator`, confidence 1 and already confirmed by this API key's name, so it never enters
+    the review queue. The board's defect count follows, and its verdict: a board that passed fails when its
+    product's rules count the new defect. Reports count these defects as escapes; `aoi export` labels them."""
+    fields: dict[str, str | float | bytes | None] = {
+        "inspection_id": inspection_id,
+        "type": body.type,
+        "box_px": ",".join(repr(float(v)) for v in body.box_px),
+    }
+    claim = idempotency.claim_for(
+        idempotency.parse_key(idempotency_key), key.owner, "POST /inspections/{id}/defects", fields
+    )
+    added, replayed = idempotency.run_once(
+        svc.storage,
+        claim,
+        "defect",
+        lambda c: svc.inspections.add_missed_defect(inspection_id, body.type, body.box_px, key.label, c),
+        svc.inspections.added_defect,
+    )
+    mark_replay(response, replayed)
+    return _added_out(added)
+
+
+def _added_out(added: AddedDefect) -> AddedDefectOut:
+    out = inspection_out(added.inspection)
+    defect = next(d for d in out.defects if d.id == added.defect_id)
+    return AddedDefectOut(inspection_id=out.id, verdict=out.verdict, defect=defect)

@@ -120,7 +120,7 @@ def release_lease(reviews: ReviewSvc, key: Annotated[WriteKey, Depends(require_s
     responses={
         **REVIEW_RESPONSES,
         403: {"description": "the API key lacks the review scope, or did not record this review (and is not admin)"},
-        409: {"description": "the defect has no review to undo"},
+        409: {"description": "the defect has no review to undo (pending, or added by an operator)"},
     },
 )
 def undo_review(

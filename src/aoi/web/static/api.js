@@ -193,3 +193,9 @@ export function reviewDefect(defectId, decision, newType) {
   if (decision === "reclassify") body.type = newType;
   return request("POST", `/defects/${encodeURIComponent(defectId)}/review`, { body });
 }
+
+// A defect the machine missed, marked by the operator (the review scope): stored confirmed, never queued.
+// boxPx: [x1, y1, x2, y2] in image pixels. Answers {inspection_id, verdict, defect}.
+export function addMissedDefect(inspectionId, type, boxPx) {
+  return request("POST", `/inspections/${encodeURIComponent(inspectionId)}/defects`, { body: { type, box_px: boxPx } });
+}

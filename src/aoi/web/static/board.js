@@ -1,5 +1,5 @@
 // Board view: the tested image as captured (unannotated) with one marker per defect drawn over it (coloured by
-// type, tooltip with the numbers).
+// type, tooltip with the numbers), and the tool that adds a defect the machine missed (missed.js).
 
 import { ApiError, getInspection, imageUrl, listInspections } from "./api.js";
 import { clearError, showError } from "./banner.js";
@@ -7,6 +7,7 @@ import { DEFECT_TYPES, typeColor, typeLabel } from "./defect_types.js";
 import { detailsList, el } from "./dom.js";
 import { formatNumber, formatPercent, t } from "./i18n.js";
 import { showImage } from "./image_cache.js";
+import { createMissedDefectTool } from "./missed.js";
 import {
   boxText,
   imageSizeWh,
@@ -68,7 +69,7 @@ export function createBoardView() {
           class: "marker",
           tabindex: "0",
           "aria-label": `${typeLabel(defect.type)} ${formatPercent(defect.confidence, 0)}`,
-          dataset: { type: defect.type, index: String(i + 1), defectId: defect.id ?? "" },
+          dataset: { type: defect.type, index: String(i + 1), defectId: defect.id ?? "", origin: defect.origin ?? "engine" },
           style: {
             left: `${(x1 / width) * 100}%`,
             top: `${(y1 / height) * 100}%`,
@@ -91,6 +92,7 @@ export function createBoardView() {
   function render(inspection) {
     shownId = inspection.id;
     shown = { ...shown, inspection };
+    missed.setInspection(inspection);
     title.textContent = inspection.image_id || inspection.id;
     tooltip.hidden = true;
     markers.replaceChildren();
@@ -125,7 +127,7 @@ export function createBoardView() {
       ...(inspection.defects || []).map((defect, i) =>
         el(
           "tr",
-          { dataset: { type: defect.type } },
+          { dataset: { type: defect.type, origin: defect.origin ?? "engine" } },
           el("td", {}, String(i + 1)),
           el("td", {}, el("span", { class: "type-chip", style: { "--chip": typeColor(defect.type) } }, typeLabel(defect.type))),
           el("td", {}, formatPercent(defect.confidence, 0)),
@@ -173,11 +175,25 @@ export function createBoardView() {
     }
   }
 
+  const missed = createMissedDefectTool({
+    stage,
+    image,
+    sizeOf: (inspection) => imageSizeWh(inspection) ?? [image.naturalWidth, image.naturalHeight],
+    async onAdded(inspectionId) {
+      try {
+        if (shownId === inspectionId) render(await getInspection(inspectionId)); // its new defect, its verdict
+      } catch (err) {
+        showError(err, "board");
+      }
+    },
+  });
+
   select.addEventListener("change", () => {
     if (select.value && select.value !== shownId) window.location.hash = `#board/${select.value}`;
   });
 
   function relabel() {
+    missed.relabel();
     drawLegend();
     if (shown?.choices) drawChoices(shown.choices, select.value);
     if (!shown?.inspection) return;
@@ -186,5 +202,14 @@ export function createBoardView() {
     if (image.complete && image.naturalWidth > 0 && markers.dataset.count !== undefined) drawMarkers(shown.inspection);
   }
 
-  return { show, hide() {}, relabel };
+  return {
+    show(inspectionId) {
+      missed.show();
+      return show(inspectionId);
+    },
+    hide() {
+      missed.hide();
+    },
+    relabel,
+  };
 }

@@ -97,6 +97,7 @@ const en = {
   "review.confirmed": "confirmed",
   "review.false_call": "false call",
   "review.reclassified": "reclassified → {type}",
+  "review.operator_added": "added by an operator (missed)",
 
   "field.type": "type",
   "field.confidence": "confidence",
@@ -122,6 +123,12 @@ const en = {
   "board.tip_confidence": "confidence {value}",
   "board.tip_box": "box {box} mm",
   "board.tip_review": "review: {review}",
+  "board.add_missed": "Add missed defect (A)",
+  "board.add_hint": "Drag a box around the defect the machine missed, pick its type (keys 1–7), then Save (Enter). Esc cancels.",
+  "board.add_save": "Save (Enter)",
+  "board.add_cancel": "Cancel (Esc)",
+  "board.add_need_box": "Drag a box on the image first.",
+  "board.add_done": "{type} defect added as one the machine missed.",
 
   "stats.title": "Quality",
   "stats.all_products": "all products",
@@ -248,6 +255,7 @@ const ko = {
   "review.confirmed": "확정",
   "review.false_call": "가성불량",
   "review.reclassified": "재분류 → {type}",
+  "review.operator_added": "작업자 추가 (미검출)",
 
   "field.type": "유형",
   "field.confidence": "신뢰도",
@@ -273,6 +281,12 @@ const ko = {
   "board.tip_confidence": "신뢰도 {value}",
   "board.tip_box": "영역 {box} mm",
   "board.tip_review": "검토: {review}",
+  "board.add_missed": "미검출 결함 추가 (A)",
+  "board.add_hint": "장비가 놓친 결함을 이미지에서 드래그해 영역으로 지정하고, 유형을 고른 뒤(1–7 키) 저장(Enter)하세요. Esc 키로 취소합니다.",
+  "board.add_save": "저장 (Enter)",
+  "board.add_cancel": "취소 (Esc)",
+  "board.add_need_box": "먼저 이미지에서 영역을 드래그하세요.",
+  "board.add_done": "장비가 놓친 {type} 결함을 추가했습니다.",
 
   "stats.title": "품질",
   "stats.all_products": "전체 제품",

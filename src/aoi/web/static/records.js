@@ -54,9 +54,15 @@ export function defectReview(defect) {
   return defect.review ?? null;
 }
 
+// "engine" (reported by the machine) or "operator" (added by an operator: a defect the machine missed).
+export function defectOrigin(defect) {
+  return defect.origin ?? "engine";
+}
+
 export function reviewText(defect) {
   const review = defectReview(defect);
   if (!review) return t("review.pending");
+  if (defectOrigin(defect) === "operator" && review.status === "confirmed") return t("review.operator_added");
   if (review.status === "reclassified") return t("review.reclassified", { type: typeLabel(review.type) });
   if (review.status === "confirmed" || review.status === "false_call") return t(`review.${review.status}`);
   return String(review.status);
