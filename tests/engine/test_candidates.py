@@ -61,3 +61,31 @@ def test_a_scratch_cut_by_copper_edges_stays_one_candidate():
     whole = find_candidates(*args, CandidateConfig(group_px=1, thin_group_px=3, topology=False)).boxes_xyxy
     assert len(pieces) > 1  # the tolerance band cuts the line at each copper edge
     assert len(whole) == 1 and whole[0][2] - whole[0][0] > 140
+
+
+def _trace_pair(bite: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A 12 px trace (copper dark), the test with 1 px edge jitter along it and, if asked, a 3 px deep bite."""
+    template = np.full((96, 160), 230, np.uint8)
+    template[40:52, 10:150] = 20
+    test = template.copy()
+    for x in range(12, 148, 6):  # one-pixel jitter on both edges: slivers a pixel wide
+        test[40, x : x + 3] = 230
+        test[52, x + 3 : x + 5] = 20
+    if bite:
+        test[40:43, 70:75] = 230  # 3 px deep, 5 px long: 5 px beyond the 2 px band, under the minimum area
+    return test, template
+
+
+def test_a_shallow_compact_bite_shows_in_the_finer_band_and_edge_jitter_does_not():
+    from dataclasses import replace
+
+    from aoi.detection.candidates import CandidateConfig
+
+    banded = CandidateConfig(tolerance_px=2)
+    fine = replace(banded, fine_tolerance_px=1, fine_min_width_px=1.5)
+    bitten, template = _trace_pair(bite=True)
+    clean, _ = _trace_pair(bite=False)
+    assert len(analyse_pair(bitten, template, candidate_config=banded).candidates.boxes_xyxy) == 0
+    found = analyse_pair(bitten, template, candidate_config=fine).candidates.boxes_xyxy
+    assert len(found) == 1 and found[0][0] <= 73 <= found[0][2] and found[0][1] <= 41 <= found[0][3]
+    assert len(analyse_pair(clean, template, candidate_config=fine).candidates.boxes_xyxy) == 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from aoi.detection.labelling import label_components
+from aoi.detection.labelling import AREA, HEIGHT, WIDTH, label_components
 from aoi.detection.topology import ConnectivityChange, connectivity_changes
 from aoi.schema import DefectType
 
@@ -50,6 +50,11 @@ class CandidateConfig:
     # of full contrast) at which a candidate is always reported, like `gross_area_px` (0: off). It sees
     # a bite or a spur that is small in area but strong, where capture noise is weak.
     gross_grey_mass: float = 0.0
+    # Finer band (0: off): pieces that disagree beyond this narrower band, away from the main band's
+    # disagreement, compact (mean width, area / extent, at least `fine_min_width_px`) and of at least
+    # `min_area_px`, become candidates too: a shallow bite shows there, edge jitter (thin slivers) not.
+    fine_tolerance_px: float = 0.0
+    fine_min_width_px: float = 2.0
     context_px: int = 24  # window = candidate extent + 2 * context, at least `min_window_px`
     min_window_px: int = 64
 
@@ -146,6 +151,8 @@ def find_candidates(
     config: CandidateConfig = CandidateConfig(),
 ) -> Candidates:
     diff = difference_mask(test_bin, template_bin, valid, config.tolerance_px, config.tolerance_metric)
+    if 0 < config.fine_tolerance_px < config.tolerance_px:
+        diff = cv2.bitwise_or(diff, _compact_fine_pieces(test_bin, template_bin, valid, diff, config))
     strong_grey: np.ndarray | None = None  # the grey residual where it exceeds the threshold, else 0
     if config.grey_threshold > 0:
         grey = grey_residual(test, template_aligned, test_bin, valid, config.template_blur_px)
@@ -210,6 +217,21 @@ def find_candidates(
     crops = _extract_crops(test, template_aligned, labels, diff if g > 0 else None, keep, windows)
     areas = member_counts[keep].astype(np.int32)
     return Candidates(boxes, windows, crops, areas, forced_code[keep])
+
+
+def _compact_fine_pieces(
+    test_bin: np.ndarray, template_bin: np.ndarray, valid: np.ndarray, diff: np.ndarray, config: CandidateConfig
+) -> np.ndarray:
+    """The finer band's compact pieces (those touching the main band's disagreement merge with it)."""
+    fine = difference_mask(test_bin, template_bin, valid, config.fine_tolerance_px, config.tolerance_metric)
+    n, labels, stats = label_components(fine)
+    if n <= 1:
+        return np.zeros_like(diff)
+    extent = np.maximum(stats[:, WIDTH], stats[:, HEIGHT])
+    area = stats[:, AREA]
+    wanted = (area >= config.min_area_px) & (area >= config.fine_min_width_px * np.maximum(extent, 1))
+    wanted[0] = False
+    return wanted.astype(np.uint8)[labels]
 
 
 def _grow_thin_pieces(diff: np.ndarray, grow_px: int, max_width_px: float) -> np.ndarray:
