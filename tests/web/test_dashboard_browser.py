@@ -435,3 +435,37 @@ def test_api_docs_render_with_no_request_leaving_the_host(
     shoot(browser_page, "api-docs-redoc")
     assert outside == []
     assert browser_page.errors == []
+
+
+def test_an_operator_drags_a_box_round_a_missed_defect_and_it_is_stored_confirmed(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
+    inspection = line.seed([("short", [100, 100, 140, 130])])
+    page = browser_page.page
+    page.goto(line.base_url + f"/#board/{inspection['id']}")
+    page.fill("#api-key", line.api_key)
+    page.press("#api-key", "Enter")
+    page.wait_for_selector('#board-markers[data-count="1"]')
+    page.keyboard.press("a")
+    page.wait_for_selector("#board-add-form:not([hidden])")
+    # Drag from image pixel (320, 320) to (384, 352): screen points from the displayed image's geometry.
+    rect = page.evaluate(
+        "() => { const r = document.getElementById('board-image').getBoundingClientRect();"
+        " return [r.left, r.top, r.width, r.height]; }"
+    )
+    left, top, width, height = rect
+    page.mouse.move(left + width * 320 / 640, top + height * 320 / 640)
+    page.mouse.down()
+    page.mouse.move(left + width * 350 / 640, top + height * 340 / 640, steps=4)
+    page.mouse.move(left + width * 384 / 640, top + height * 352 / 640, steps=4)
+    page.mouse.up()
+    page.keyboard.press("6")  # pin-hole
+    shoot(browser_page, "board-add-missed")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('#board-markers[data-count="2"]')
+    defects = line.inspection(inspection["id"])["defects"]
+    added = [d for d in defects if d.get("origin") == "operator"]
+    assert len(added) == 1 and added[0]["type"] == "pin-hole"
+    assert added[0]["box_px"] == pytest.approx([320, 320, 384, 352], abs=3)
+    assert review_of(added[0]) is not None and review_of(added[0])["status"] == "confirmed"  # type: ignore[index]
+    assert browser_page.errors == []
