@@ -207,3 +207,22 @@ def test_source_key_names_the_file_and_its_bytes(tmp_path: Path) -> None:
     (tmp_path / "sub" / "k.png").write_bytes(data)
     (captured,) = HotFolderSource(tmp_path, stable_polls=1).poll()
     assert captured.source_key == f"hotfolder:sub/k.png:{hashlib.sha256(data).hexdigest()}"
+
+
+def test_files_of_other_formats_go_to_failed_with_a_reason_and_partial_writes_stay(tmp_path: Path) -> None:
+    _, test = _board()
+    (tmp_path / "notes.txt").write_text("shift notes")
+    (tmp_path / "p2").mkdir()
+    (tmp_path / "p2" / "scan.gif").write_bytes(b"GIF89a")
+    (tmp_path / "incoming.png.part").write_bytes(b"half")
+    (tmp_path / "board.png").write_bytes(_encode(test))
+    source = HotFolderSource(tmp_path, product="p", stable_polls=1, empty_grace_s=0.1)
+    assert [c.image_id for c in source.poll()] == ["board.png"]
+    assert (tmp_path / "notes.txt").exists()  # within the grace time a writer may still rename it
+    time.sleep(0.15)
+    source.poll()
+    assert "not an image format the line reads (.txt)" in (tmp_path / "failed" / "notes.txt.reason.txt").read_text()
+    assert (tmp_path / "failed" / "p2" / "scan.gif").read_bytes() == b"GIF89a"
+    assert ".gif" in (tmp_path / "failed" / "p2" / "scan.gif.reason.txt").read_text()
+    assert (tmp_path / "incoming.png.part").exists() and not (tmp_path / "failed" / "incoming.png.part").exists()
+    assert source.moved_failed == 2

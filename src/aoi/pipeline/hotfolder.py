@@ -8,6 +8,7 @@ failing) is logged when it starts waiting and when that changes, not at every po
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import numpy as np
 from aoi.data.images import MAX_PIXELS, ImageError, decode_image, read_image
 from aoi.pipeline.inbox import (
     IMAGE_SUFFIXES,
+    PARTIAL_SUFFIXES,
     TEMPLATE_MARK,
     InboxLock,
     StateLog,
@@ -104,6 +106,7 @@ class HotFolderSource:
         self._seen: dict[Path, _Seen] = {}
         self._in_flight: set[Path] = set()
         self._retry_at: dict[Path, float] = {}
+        self._strangers: dict[Path, tuple[_Signature, float]] = {}  # other formats: signature, since when
         self._lock = threading.Lock()
         self._states = StateLog(log)
         self.moved_done = 0
@@ -127,6 +130,7 @@ class HotFolderSource:
         now = time.monotonic()
         self._refresh(now)
         self._set_aside_empty(now)
+        self._set_aside_strangers(now)
         ready: list[tuple[int, str, CapturedImage]] = []
         for path, product in self._candidates(images_only=True):
             captured = self._ready(path, product, now)
@@ -232,6 +236,42 @@ class HotFolderSource:
                 if path in self._in_flight:
                     continue
             self._set_aside(path, None, f"empty file: still 0 bytes {self.empty_grace_s:.0f} s after it appeared")
+
+    def _set_aside_strangers(self, now: float) -> None:
+        """Files of formats the line does not read (a .gif, notes.txt), unchanged for `empty_grace_s`, go to
+        failed/ with the reason, so nothing waits in the inbox unseen. Writers' partial names are left alone."""
+        present: dict[Path, _Signature] = {}
+        for path in self._other_files():
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            present[path] = _Signature(st.st_size, st.st_mtime_ns)
+        for path, sig in present.items():
+            known = self._strangers.get(path)
+            if known is None or known[0] != sig:
+                self._strangers[path] = (sig, now)
+            elif now - known[1] >= self.empty_grace_s:
+                supported = " ".join(sorted(IMAGE_SUFFIXES))
+                reason = f"not an image format the line reads ({path.suffix or 'no extension'}); it reads {supported}"
+                self._set_aside(path, None, reason)
+        self._strangers = {p: v for p, v in self._strangers.items() if p in present and p.exists()}
+
+    def _other_files(self) -> Iterator[Path]:
+        """Files in the inbox and its product subfolders that are neither images nor partial writes."""
+        subfolders = [
+            Path(e.path)
+            for e in scandir(self.folder)
+            if e.is_dir(follow_symlinks=False) and not e.name.startswith(".") and e.name not in ("done", "failed")
+        ]
+        for folder in (self.folder, *subfolders):
+            for entry in scandir(folder):
+                name = entry.name
+                if name.startswith(".") or not entry.is_file(follow_symlinks=False) or wanted(name, False):
+                    continue
+                if os.path.splitext(name.lower())[1] in PARTIAL_SUFFIXES:
+                    continue
+                yield Path(entry.path)
 
     def _set_aside(self, path: Path, template_path: Path | None, reason: str) -> None:
         """Move a file that cannot be inspected to failed/ with its reason (no result, no failure row)."""
