@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aoi.api.auth import WRITE_NEEDS_KEY
+from aoi.api.auth import WRITE_NEEDS_KEY, refusal_of
 from aoi.api.errors import error_response
 from aoi.api.limits import BodySizeLimit, InflightBytes
 from aoi.api.models import API_PREFIX
@@ -36,7 +36,7 @@ from aoi.api.refusals import Refusal, RefusalCounts, retry_after_header, send_er
 from aoi.api.routers.deps import Services
 from aoi.api.upload_line import UploadLine, UploadLineFull
 from aoi.storage import Storage
-from aoi.storage.keys import KeyState, as_utc, hash_token, look_up_api_key
+from aoi.storage.keys import KeyState, hash_token, look_up_api_key
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,7 @@ def key_store_lookup(storage: Storage) -> KeyLookup:
             state, row = look_up_api_key(session, token)
             if state is KeyState.ACTIVE and row is not None:
                 return KeyCheck(int(row.id))
-            if state is KeyState.EXPIRED and row is not None and row.expires_at is not None:
-                when = as_utc(row.expires_at).isoformat(timespec="seconds")
-                return KeyCheck(
-                    None, f"the API key (id {row.id}) expired at {when}; create a new one with `aoi keys create`"
-                )
-            return KeyCheck(None, "the API key is not valid (unknown or revoked)")
+            return KeyCheck(None, refusal_of(state, row))
 
     return lookup
 

@@ -27,6 +27,7 @@ from aoi.storage.keys import (
     look_up_api_key,
     row_scopes,
 )
+from aoi.storage.models import ApiKeyRow
 
 __all__ = [
     "API_KEY_SCHEME",
@@ -92,16 +93,17 @@ def _authenticate(request: Request, missing: str) -> WriteKey:
     storage = request.app.state.services.storage
     with storage.db.session() as session:
         state, row = look_up_api_key(session, token.strip())
-        if state is KeyState.EXPIRED and row is not None and row.expires_at is not None:
-            when = as_utc(row.expires_at).isoformat(timespec="seconds")
-            raise ApiError(
-                401,
-                "unauthorized",
-                f"the API key (id {row.id}) expired at {when}; create a new one with `aoi keys create`",
-            )
         if state is not KeyState.ACTIVE or row is None:
-            raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
+            raise ApiError(401, "unauthorized", refusal_of(state, row))
         return WriteKey(row.id, row.label or f"key-{row.id}", row_scopes(row))
+
+
+def refusal_of(state: KeyState, row: ApiKeyRow | None) -> str:
+    """What a 401 says about a key that is not active (the routes and the admission layer say the same)."""
+    if state is KeyState.EXPIRED and row is not None and row.expires_at is not None:
+        when = as_utc(row.expires_at).isoformat(timespec="seconds")
+        return f"the API key (id {row.id}) expired at {when}; create a new one with `aoi keys create`"
+    return "the API key is not valid (unknown or revoked)"
 
 
 def _check_scope(key: WriteKey, needed: Scope) -> WriteKey:
