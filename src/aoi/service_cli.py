@@ -112,6 +112,13 @@ def serve(
         str | None,
         typer.Option("--shift-timezone", help="Time zone of the shift hours, e.g. Asia/Seoul. Default: the server's."),
     ] = None,
+    review_lease_s: Annotated[
+        float,
+        typer.Option(
+            "--review-lease-s",
+            help="How long the review queue keeps a defect it handed to one operator from the others, in seconds.",
+        ),
+    ] = 120.0,
 ) -> None:
     """Run the line: capture pipeline, HTTP API (/docs) and dashboard (/) in one process."""
     import uvicorn
@@ -134,7 +141,7 @@ def serve(
         model_bundle=model,
         **admission,
         open_reads=demo if open_reads is None else open_reads,  # the demo is a local showcase with no keys
-        **_trace_options(line_name, shifts, shift_timezone),
+        **_station_options(line_name, shifts, shift_timezone, review_lease_s),
     )
     try:
         storage = Storage.open(settings.data_dir, settings.database_url)
@@ -221,9 +228,17 @@ def _admission_options(
     return options
 
 
-def _trace_options(line_name: str | None, shifts: str, shift_timezone: str | None) -> dict[str, Any]:
-    """The `ServiceSettings` of traceability and shift reports; exits 2 with the reason when one is unusable."""
-    options: dict[str, Any] = {"line_name": line_name, "shifts": shifts, "shift_timezone": shift_timezone}
+def _station_options(
+    line_name: str | None, shifts: str, shift_timezone: str | None, review_lease_s: float
+) -> dict[str, Any]:
+    """The `ServiceSettings` of traceability, shift reports and the review queue; exits 2 with the reason
+    when one is unusable."""
+    options: dict[str, Any] = {
+        "line_name": line_name,
+        "shifts": shifts,
+        "shift_timezone": shift_timezone,
+        "review_lease_s": review_lease_s,
+    }
     try:
         ServiceSettings(**options)
     except ValueError as exc:

@@ -260,3 +260,21 @@ def test_serve_states_whether_reads_are_open(
     assert result.exit_code == 0, result.output
     assert served.app.state.services.settings.open_reads is open_reads
     assert said in caplog.text
+
+
+def test_serve_sets_the_review_lease_and_refuses_a_lease_of_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from aoi.detection.inspector import Inspector
+
+    served = _Served()
+    monkeypatch.setattr(uvicorn, "run", served.run)
+    monkeypatch.setattr(Inspector, "load", classmethod(lambda cls, *a, **k: FakeInspector()))
+    base = ["serve", "--data-dir", str(tmp_path / "data"), "--no-hot-folder"]
+    result = CliRunner().invoke(service_cli, [*base, "--review-lease-s", "300"])
+    assert result.exit_code == 0, result.output
+    assert served.app.state.services.settings.review_lease_s == 300.0
+    refused = CliRunner().invoke(service_cli, [*base, "--review-lease-s", "0"])
+    assert refused.exit_code == 2 and "review_lease_s" in refused.output
