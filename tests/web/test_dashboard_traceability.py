@@ -124,3 +124,21 @@ def test_an_unknown_lot_report_is_an_error_in_the_banner(line: Line, browser_pag
     assert "no inspection of lot 'L404'" in page.inner_text("#error-text")
     assert len(page.context.pages) == 1  # the window opened for the report was closed again
     assert browser_page.errors == []
+
+
+def test_the_stats_view_opens_the_report_of_the_shift_running_now(
+    line: Line, browser_page: BrowserPage, shoot: Screenshot
+) -> None:
+    seed_lot(line, "L9", "P1", [("short", [100, 100, 140, 130])])
+    seed_lot(line, "L9", "P2", [])
+    page = browser_page.page
+    page.goto(line.base_url + "/#stats")
+    page.wait_for_selector('#stats-summary .tile[data-stat="total"]')
+    with page.context.expect_page() as opened:
+        page.click("#stats-shift-report")
+    report = opened.value
+    report.wait_for_selector("h1")
+    assert report.inner_text("h1").startswith("Shift report")
+    assert report.inner_text('.tile[data-key="inspections"] .v') == "2"
+    assert report.inner_text('.tile[data-key="yield"] .v') == "50.0%"
+    assert browser_page.errors == []

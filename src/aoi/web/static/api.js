@@ -130,13 +130,22 @@ export async function listInspections({ limit = 24, product, hasDefects, lot, pa
 }
 
 // A lot's printable report (HTML) as a Blob, fetched with the key; `lang` is the page's language.
-export async function fetchLotReport(lot, lang) {
-  const path = `/reports/lot/${encodeURIComponent(lot)}`;
+// A printable HTML report (GET /reports/...), fetched with the key: a blob to show in a new window.
+async function fetchReport(path, lang) {
   const url = new URL(API_ROOT + path, window.location.origin);
   url.searchParams.set("format", "html");
   url.searchParams.set("lang", lang);
   const response = await send("GET", url, API_ROOT + path, { headers: withKey({ Accept: "text/html" }) });
   return response.blob();
+}
+
+export function fetchLotReport(lot, lang) {
+  return fetchReport(`/reports/lot/${encodeURIComponent(lot)}`, lang);
+}
+
+// The shift running now, in the plant's hours (aoi serve --shifts).
+export function fetchShiftReport(lang) {
+  return fetchReport("/reports/shift", lang);
 }
 
 export function getInspection(id) {

@@ -47,6 +47,8 @@ const en = {
   "live.panel_placeholder": "e.g. P0117",
   "live.report": "Lot report",
   "live.report_title": "Open the printable report of this lot (yield, Pareto, defect map, false calls)",
+  "stats.shift_report": "Shift report",
+  "stats.shift_report_title": "Open the printable report of the shift running now (yield, Pareto, defect map, false calls, escapes)",
   "live.summary_filtered": "{count} latest of {filter} · {failed} fail · updated {time}",
 
   "review.title": "Review queue",
@@ -205,6 +207,8 @@ const ko = {
   "live.panel_placeholder": "예: P0117",
   "live.report": "로트 보고서",
   "live.report_title": "이 로트의 인쇄용 보고서 열기 (수율, 파레토, 결함 위치, 가성불량)",
+  "stats.shift_report": "교대 보고서",
+  "stats.shift_report_title": "현재 교대의 인쇄용 보고서 열기 (수율, 파레토, 결함 위치, 가성불량, 유출)",
   "live.summary_filtered": "{filter}의 최근 {count}건 · 불량 {failed}건 · {time} 갱신",
 
   "review.title": "검토 대기열",

@@ -1,10 +1,11 @@
-// Stats view: yield tiles, the defect Pareto by type and the yield trend per hour, for one or all products.
+// Stats view: yield tiles, the defect Pareto by type and the yield trend per hour, for one or all products,
+// and the printable report of the shift running now.
 
-import { getStats, listProducts } from "./api.js";
+import { fetchShiftReport, getStats, listProducts } from "./api.js";
 import { clearError, showError } from "./banner.js";
 import { paretoChart, yieldTrendChart } from "./charts.js";
 import { el } from "./dom.js";
-import { formatNumber, formatPercent, t } from "./i18n.js";
+import { formatNumber, formatPercent, getLanguage, t } from "./i18n.js";
 import { Poller } from "./poller.js";
 
 const POLL_MS = 5000;
@@ -81,6 +82,21 @@ export function createStatsView() {
   }
 
   productSelect.addEventListener("change", () => refresh());
+
+  // Opened in the click itself (a window opened after the fetch would meet the popup blocker), then pointed
+  // at the report of the shift running now, fetched with the key (reads may be closed).
+  document.getElementById("stats-shift-report").addEventListener("click", async () => {
+    const win = window.open("", "_blank");
+    try {
+      const url = URL.createObjectURL(await fetchShiftReport(getLanguage()));
+      if (win) win.location.href = url;
+      else window.location.href = url;
+      clearError("shift-report");
+    } catch (err) {
+      if (win) win.close();
+      showError(err, "shift-report");
+    }
+  });
   const poller = new Poller(refresh, POLL_MS);
   return {
     show() {
