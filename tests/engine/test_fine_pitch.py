@@ -316,3 +316,31 @@ def test_a_strong_grey_disagreement_is_forced_however_small():
         assert not analyse_pair(
             clean.test, clean.template, setup.registration, setup.candidates
         ).candidates.forced.any()
+
+
+def test_a_cut_inside_a_long_jittery_candidate_gets_a_window_of_its_own() -> None:
+    """A hairline cut across a long trace whose edges jitter beyond the band: the jitter is grouped along
+    the whole trace, but the cut is reported in a window of its own, near its pixels."""
+    import numpy as np
+
+    from aoi.detection.candidates import CandidateConfig, ForcedBy
+    from aoi.detection.inspector import analyse_pair
+
+    template = np.full((128, 400), 230, np.uint8)
+    template[50:62, 10:390] = 20  # a 12 px trace, copper dark
+    test = template.copy()
+    for rows in (slice(46, 50), slice(62, 66)):  # 4 px slivers of extra copper along both edges, either
+        test[rows, 20:196] = 20  # side of the cut: thin, grown along the trace, so grouped with the cut
+        test[rows, 206:380] = 20  # into one long candidate
+    test[50:62, 200:202] = 230  # a 2 px cut straight across the trace
+    config = CandidateConfig(tolerance_px=2, topology=True, thin_group_px=3)
+    cands = analyse_pair(test, template, candidate_config=config).candidates
+    forced = [tuple(b) for b, f in zip(cands.boxes_xyxy, cands.forced, strict=True) if f == ForcedBy.OPEN]
+    assert len(forced) == 1
+    x1, y1, x2, y2 = forced[0]
+    assert x1 >= 190 and x2 <= 212 and x2 - x1 <= 20  # the cut, not the 360 px slivers
+    assert any(b[2] - b[0] > 300 and f == ForcedBy.NONE for b, f in zip(cands.boxes_xyxy, cands.forced, strict=True))
+    from dataclasses import replace
+
+    whole = analyse_pair(test, template, candidate_config=replace(config, change_window_ratio=0)).candidates
+    assert max(b[2] - b[0] for b, f in zip(whole.boxes_xyxy, whole.forced, strict=True) if f == ForcedBy.OPEN) > 300

@@ -35,6 +35,10 @@ class CandidateConfig:
     tolerance_metric: str = "chessboard"  # "chessboard" (square band, what the v5 model learnt) | "euclidean"
     topology: bool = False  # connectivity check: opens and shorts of any size become forced candidates
     topology_min_overlap_px: int = 6
+    # A connectivity change inside a candidate more than this many times its extent (at least 16 px) in
+    # either direction gets a candidate and window of its own (0: never): edge jitter grouped along a
+    # trace must not stretch the cut's window over the whole trace.
+    change_window_ratio: float = 2.0
     gross_area_px: int = 0  # disagreement of this many pixels is always reported (0: off)
     min_area_px: int = 6
     group_px: int = 1
@@ -77,6 +81,10 @@ class ForcedBy:
     GROSS = 3  # a disagreement larger than capture noise ever makes
 
     TYPE_OF = {OPEN: DefectType.OPEN, SHORT: DefectType.SHORT}
+
+    @staticmethod
+    def of_change(kind: DefectType) -> int:
+        return ForcedBy.OPEN if kind is DefectType.OPEN else ForcedBy.SHORT
 
 
 DISTANCE_METRICS = {"chessboard": (cv2.DIST_C, 3), "euclidean": (cv2.DIST_L2, cv2.DIST_MASK_5)}
@@ -187,12 +195,24 @@ def find_candidates(
         forced_code[member_counts >= config.gross_area_px] = ForcedBy.GROSS
     if config.gross_grey_mass > 0 and strong_grey is not None:
         forced_code[grey_masses(labels, strong_grey, n) >= config.gross_grey_mass] = ForcedBy.GROSS
+    own: list[tuple[ConnectivityChange, np.ndarray]] = []  # changes that get a candidate of their own
     for ch in changes:  # each change forces the one candidate holding most of it; it outranks size
         x1, y1, x2, y2 = ch.box_xyxy
-        local = labels[y1:y2, x1:x2][topo_pixels[y1:y2, x1:x2] > 0]
+        change_pixels = topo_pixels[y1:y2, x1:x2] > 0
+        local = labels[y1:y2, x1:x2][change_pixels]
         local = local[local > 0]
-        if local.size:
-            forced_code[np.bincount(local).argmax()] = ForcedBy.OPEN if ch.kind is DefectType.OPEN else ForcedBy.SHORT
+        if not local.size:
+            continue
+        holder = int(np.bincount(local).argmax())
+        extent = max(x2 - x1, y2 - y1, 16)
+        if config.change_window_ratio > 0 and max(stats[holder, 2:4]) - 2 * g > config.change_window_ratio * extent:
+            own.append((ch, change_pixels))
+        else:
+            forced_code[holder] = ForcedBy.of_change(ch.kind)
+    if own:
+        labels, stats, member_counts, forced_code, diff = _give_changes_their_own(
+            own, labels, stats, member_counts, forced_code, diff, g
+        )
     forced_code[0] = ForcedBy.NONE
     keep = np.flatnonzero((member_counts[1:] >= config.min_area_px) | (forced_code[1:] != ForcedBy.NONE)) + 1
     if len(keep) == 0:
@@ -217,6 +237,32 @@ def find_candidates(
     crops = _extract_crops(test, template_aligned, labels, diff if g > 0 else None, keep, windows)
     areas = member_counts[keep].astype(np.int32)
     return Candidates(boxes, windows, crops, areas, forced_code[keep])
+
+
+def _give_changes_their_own(
+    own: list[tuple[ConnectivityChange, np.ndarray]],
+    labels: np.ndarray,
+    stats: np.ndarray,
+    member_counts: np.ndarray,
+    forced_code: np.ndarray,
+    diff: np.ndarray,
+    g: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """New labels for the pixels of each change in `own` (each with the change's box, grown by `g` like
+    the others' boxes, and forced), taken out of the candidate that held them."""
+    n = len(stats)
+    labels = labels.copy()
+    diff = diff.copy()
+    extra_stats = np.zeros((len(own), 5), stats.dtype)
+    for k, (ch, change_pixels) in enumerate(own):
+        x1, y1, x2, y2 = ch.box_xyxy
+        labels[y1:y2, x1:x2][change_pixels] = n + k
+        diff[y1:y2, x1:x2][change_pixels] = 1  # the mask channel shows the cut or the bridge
+        extra_stats[k] = (x1 - g, y1 - g, x2 - x1 + 2 * g, y2 - y1 + 2 * g, int(change_pixels.sum()))
+    stats = np.concatenate([stats, extra_stats])
+    member_counts = np.bincount(labels[diff > 0], minlength=n + len(own))
+    codes = np.array([ForcedBy.of_change(ch.kind) for ch, _ in own], forced_code.dtype)
+    return labels, stats, member_counts, np.concatenate([forced_code, codes]), diff
 
 
 def _compact_fine_pieces(
