@@ -55,8 +55,8 @@ def main() -> None:
             if not hit:
                 misses[(pair.group, truth.type.value)] += 1
     print(f"candidate settings: {config}")
-    for group, (n, hit) in sorted(per_group.items()):
-        print(f"{group}: {n} defects, {hit} overlapped by a candidate, recall {hit / n:.4f}")
+    for group, (n, overlapped) in sorted(per_group.items()):
+        print(f"{group}: {n} defects, {overlapped} overlapped by a candidate, recall {overlapped / n:.4f}")
     for (group, kind), n in sorted(misses.items()):
         print(f"  missed {group} {kind}: {n}")
     print(f"candidates per pair: {n_candidates / max(len(pairs), 1):.2f}")
