@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aoi.pipeline.panels import inspect_panel
-from aoi.pipeline.protocols import InspectorLike
+from aoi.detection.protocol import InspectorLike
+from aoi.detection.tiling import inspect_panel
 from aoi.schema import Defect, DefectType
 
 

@@ -165,7 +165,7 @@ def serve(
         settings,
         inspector=inspector,
         storage=storage,
-        line_factory=lambda svc: build_line(svc, options, inspector),
+        line_factory=lambda svc: build_line(svc, options),  # the uploads' tiled inspector, shared
     )
     typer.echo(f"aoi serve: dashboard http://{host}:{port}/  API docs http://{host}:{port}/docs")
     typer.echo(f"data: {storage.data_dir}  database: {_redacted(storage.db.url)}")

@@ -10,6 +10,7 @@ import pytest
 from pipeline_fakes import FakeInspector, paint_board, with_defect
 
 from aoi.detection.candidates import CandidateConfig
+from aoi.detection.tiling import TiledInspector, TilingConfig, inspect_panel
 from aoi.pipeline import (
     CaptureResolver,
     CaptureSettings,
@@ -18,7 +19,6 @@ from aoi.pipeline import (
     PipelineConfig,
     ProductRecipe,
     StaticTemplateProvider,
-    inspect_panel,
 )
 from aoi.registration import RegistrationConfig
 from aoi.schema import SchemaError
@@ -78,8 +78,9 @@ def test_line_inspects_images_and_panel_tiles_with_their_products_setup() -> Non
         }
     )
     inspector = BundledFake()
-    config = PipelineConfig(panel_threshold_px=256, panel_tile_px=160, recipe_cache_ttl_s=0)
-    with LinePipeline(inspector, MemorySink(), products, config) as line:
+    config = PipelineConfig(recipe_cache_ttl_s=0)
+    tiled = TiledInspector(inspector, TilingConfig(threshold_px=256, tile_px=160))
+    with tiled, LinePipeline(tiled, MemorySink(), products, config) as line:
         expected = line.capture.resolve(FINE)
         line.submit(with_defect(small, (10, 10, 14, 20)), product="fine").result(timeout=5)
         assert inspector.capture_calls == [(expected.candidates, expected.registration)]

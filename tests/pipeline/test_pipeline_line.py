@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pipeline_fakes import FakeInspector, paint_board, with_defect
 
+from aoi.detection.tiling import TiledInspector, TilingConfig
 from aoi.pipeline import (
     CapturedImage,
     LinePipeline,
@@ -224,8 +225,8 @@ def test_large_image_is_tiled_as_a_panel() -> None:
         x, y = rng.integers(0, 650, 2)
         template[y % 580 : y % 580 + 10, x : x + 30] = 150
     test = with_defect(template, (250, 250, 262, 258))  # straddles the tile seam at 256 +- overlap
-    config = PipelineConfig(panel_threshold_px=512, panel_tile_px=256, panel_overlap_px=32)
-    with LinePipeline(FakeInspector(), MemorySink(), config=config) as line:
+    tiled = TiledInspector(FakeInspector(), TilingConfig(threshold_px=512, tile_px=256, overlap_px=32))
+    with tiled, LinePipeline(tiled, MemorySink()) as line:
         result = line.submit(test, template=template).result(timeout=10).result
     assert result.image_size_wh == (700, 600)
     assert [d.box_px for d in result.defects] == [(250.0, 250.0, 262.0, 258.0)]

@@ -1,14 +1,27 @@
-"""Large panels: tiling covers everything, detections come back in panel coordinates, overlaps merge."""
+"""Large panels (aoi.detection.tiling): tiling covers everything, detections come back in panel coordinates,
+overlaps merge, and `TiledInspector` looks like any inspector: small boards pass through, panels are tiled."""
 
 from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from pipeline_fakes import FakeInspector, with_defect
 
-from aoi.pipeline.panels import PanelError, inspect_panel, merge_tile_defects, plan_tiles, tile_starts
-from aoi.registration import RegistrationError
-from aoi.schema import Defect, DefectType, Verdict
+from aoi.detection.candidates import CandidateConfig
+from aoi.detection.tiling import (
+    PanelError,
+    TiledInspector,
+    TilingConfig,
+    inspect_panel,
+    merge_tile_defects,
+    plan_tiles,
+    tile_starts,
+)
+from aoi.registration import RegistrationConfig, RegistrationError
+from aoi.schema import Defect, DefectType, InspectionResult, Verdict
 from aoi.verdict import TypeRule, VerdictRules
 
 PX_PER_MM = 20.0
@@ -177,7 +190,7 @@ def test_whole_panel_shift_is_found_and_tiles_take_moved_template_windows() -> N
 
 
 def test_small_or_absent_shift_leaves_windows_in_place() -> None:
-    from aoi.pipeline.panels import estimate_panel_shift
+    from aoi.detection.tiling import estimate_panel_shift
 
     template = _panel_template((1200, 1200), seed=6)
     assert estimate_panel_shift(template, template, 512) == (0, 0)
@@ -261,10 +274,7 @@ def test_a_defect_wider_than_any_tile_sees_whole_is_merged_from_its_pieces() -> 
 
 
 def test_overlap_covers_the_engine_crop_window_of_a_defect_at_a_seam() -> None:
-    from types import SimpleNamespace
-
-    from aoi.detection.candidates import CandidateConfig
-    from aoi.pipeline.panels import candidate_window, seam_overlap_px
+    from aoi.detection.tiling import candidate_window, seam_overlap_px
 
     assert candidate_window(FakeInspector()) == (24, 64)  # undeclared: the engine's defaults
     wide = SimpleNamespace(meta=SimpleNamespace(candidates=CandidateConfig(context_px=40, min_window_px=96)))
@@ -276,3 +286,94 @@ def test_overlap_covers_the_engine_crop_window_of_a_defect_at_a_seam() -> None:
         FakeInspector(), template.copy(), template, px_per_mm=PX_PER_MM, image_id="o", tile_px=1024, overlap_px=96
     )
     assert result.registration["overlap_px"] == seam_overlap_px(24, 64, 192)
+
+
+class RecordingInspector(FakeInspector):
+    """The difference fake, keeping every result it returned and the thread each call ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: list[InspectionResult] = []
+        self.threads: set[str] = set()
+        self.meta = SimpleNamespace(candidates=CandidateConfig())
+
+    def inspect(self, *args, **kwargs) -> InspectionResult:  # type: ignore[no-untyped-def]
+        result = super().inspect(*args, **kwargs)
+        with self._lock:
+            self.results.append(result)
+            self.threads.add(threading.current_thread().name)
+        return result
+
+
+def test_tiled_inspector_passes_a_board_within_its_threshold_straight_through() -> None:
+    template = _panel_template((500, 400), seed=5)
+    test = with_defect(template, (100, 100, 120, 110))
+    engine = RecordingInspector()
+    tiled = TiledInspector(engine, TilingConfig(threshold_px=500, tile_px=256, overlap_px=32))
+    candidates, registration = CandidateConfig(tolerance_px=1.0), RegistrationConfig(subpixel=True)
+    result = tiled.inspect(
+        test,
+        template,
+        image_id="b",
+        px_per_mm=PX_PER_MM,
+        product="board-a",
+        origin_px=(10.0, 20.0),
+        candidates=candidates,
+        registration=registration,
+    )
+    assert engine.results == [result]  # the wrapped inspector's own result, untouched, from one call
+    assert engine.capture_calls == [(candidates, registration)]
+    assert result.defects[0].box_mm == pytest.approx((110 / PX_PER_MM, 120 / PX_PER_MM, 130 / PX_PER_MM, 6.5))
+    assert tiled.model_version == engine.model_version and tiled.meta is engine.meta
+    assert TiledInspector(tiled).inspector is engine  # wrapping a tiled inspector tiles once, not twice
+
+
+def test_tiled_inspector_tiles_a_panel_over_its_threshold_as_inspect_panel_does() -> None:
+    template = _panel_template()
+    test = with_defect(with_defect(template, (215, 400, 270, 410)), (440, 440, 500, 470))
+    engine = RecordingInspector()
+    config = TilingConfig(threshold_px=512, tile_px=256, overlap_px=32, workers=2)
+    with TiledInspector(engine, config) as tiled:
+        result = tiled.inspect(test, template, image_id="p", px_per_mm=PX_PER_MM, product="panel-a")
+        assert tiled.inspect(test, template, image_id="p", px_per_mm=PX_PER_MM).defects == result.defects
+    expected = inspect_panel(
+        FakeInspector(),
+        test,
+        template,
+        px_per_mm=PX_PER_MM,
+        image_id="p",
+        product="panel-a",
+        tile_px=256,
+        overlap_px=32,
+    )
+    assert result.defects == expected.defects and len(result.defects) == 2
+    assert result.registration == expected.registration and result.verdict is expected.verdict
+    assert result.image_size_wh == (1000, 900) and result.product == "panel-a"
+    assert len(engine.results) == 2 * result.registration["tiles"] > 2  # two panels, every tile once each
+    assert all(name.startswith("aoi-panel") for name in engine.threads)  # on the inspector's tile pool
+
+
+def test_tiled_inspector_moves_a_panels_mm_by_its_origin_and_survives_close() -> None:
+    template = _panel_template()
+    test = with_defect(template, (215, 400, 270, 410))
+    tiled = TiledInspector(FakeInspector(), TilingConfig(threshold_px=512, tile_px=256, overlap_px=32))
+    at_origin = tiled.inspect(test, template, image_id="o", px_per_mm=PX_PER_MM)
+    tiled.close()  # a later panel starts the tile threads again
+    moved = tiled.inspect(test, template, image_id="m", px_per_mm=PX_PER_MM, origin_px=(100.0, 0.0))
+    tiled.close()
+    assert [d.box_px for d in moved.defects] == [d.box_px for d in at_origin.defects]
+    assert moved.defects[0].box_mm == pytest.approx((315 / PX_PER_MM, 20.0, 370 / PX_PER_MM, 20.5))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tile_px": 16},
+        {"overlap_px": -1},
+        {"threshold_px": 512, "tile_px": 1024},  # a tile larger than the largest image inspected whole
+        {"workers": 0},
+    ],
+)
+def test_a_tiling_that_cannot_work_is_refused(fields: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        TilingConfig(**fields)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aoi.pipeline import LinePipeline, MemorySink, inspect_panel
+from aoi.detection.tiling import inspect_panel
+from aoi.pipeline import LinePipeline, MemorySink
 from aoi.schema import InspectionResult
 
 

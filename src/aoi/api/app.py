@@ -18,8 +18,10 @@ from aoi.api.metrics import ServiceMetrics
 from aoi.api.models import API_PREFIX
 from aoi.api.routers import catalogue, inspections, ops, products, reports, review, stats
 from aoi.api.routers.deps import Line, Services
-from aoi.api.services import InspectionService, InspectorLike, ProductService
+from aoi.api.services import InspectionService, ProductService
 from aoi.api.settings import ServiceSettings
+from aoi.detection.protocol import InspectorLike
+from aoi.detection.tiling import TiledInspector
 from aoi.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Storage is opened (migrations run) and the model loaded here, so a bad
     configuration fails at start, not at the first request. The line starts in the lifespan.
+
+    The inspector is wrapped once in a `TiledInspector` with `settings.tiling`: uploads inspect
+    through it, and so does the line `build_line` composes (unless it is given an inspector of its own).
     """
     storage = storage or Storage.open(settings.data_dir, settings.database_url)
     if inspector is None:
@@ -44,6 +49,7 @@ def create_app(
 
         loaded: InspectorLike = Inspector.load(settings.model_bundle)
         inspector = loaded
+    tiled = TiledInspector(inspector, settings.tiling)
     metrics = ServiceMetrics()
     product_service = ProductService(storage)
     svc = Services(
@@ -51,7 +57,7 @@ def create_app(
         storage=storage,
         metrics=metrics,
         products=product_service,
-        inspections=InspectionService(storage, inspector, settings, metrics, product_service),
+        inspections=InspectionService(storage, tiled, settings, metrics, product_service),
     )
 
     @asynccontextmanager
@@ -71,6 +77,7 @@ def create_app(
                 log.info("stopping the capture line (finishing accepted work)")
                 svc.line.stop()
                 svc.line = None
+            tiled.close()
 
     app = FastAPI(
         title="aoi line service",

@@ -17,6 +17,8 @@ import numpy as np
 
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.routers.deps import Services
+from aoi.detection.protocol import InspectorLike
+from aoi.detection.tiling import TiledInspector
 from aoi.pipeline import (
     DemoSource,
     HotFolderSource,
@@ -91,17 +93,23 @@ class MeteredSink:
 
 
 class ServiceLine:
-    """Adapter between the app lifespan (start/stop/health) and `LinePipeline`."""
+    """Adapter between the app lifespan (start/stop/health) and `LinePipeline`.
 
-    def __init__(self, pipeline: LinePipeline, stop_timeout_s: float) -> None:
+    `owned`: a tiled inspector only this line uses, closed once the line has stopped.
+    """
+
+    def __init__(self, pipeline: LinePipeline, stop_timeout_s: float, owned: TiledInspector | None = None) -> None:
         self.pipeline = pipeline
         self.stop_timeout_s = stop_timeout_s
+        self.owned = owned
 
     def start(self) -> None:
         self.pipeline.start()
 
     def stop(self) -> None:
         self.pipeline.stop(self.stop_timeout_s)
+        if self.owned is not None:
+            self.owned.close()
 
     def health(self) -> dict[str, Any]:
         snapshot = self.pipeline.metrics()
@@ -125,20 +133,27 @@ def ensure_demo_product(storage: Storage) -> None:
         ProductService(storage).create(DEMO_PRODUCT, DEFAULT_PX_PER_MM, None, upload)
 
 
-def build_line(svc: Services, options: LineOptions, inspector: Any) -> ServiceLine:
-    """Compose the pipeline for one `aoi serve` process."""
+def build_line(svc: Services, options: LineOptions, inspector: InspectorLike | None = None) -> ServiceLine:
+    """Compose the pipeline for one `aoi serve` process.
+
+    The line inspects through the service's own `TiledInspector`, the one uploads use (one tiling, one
+    pool of tile threads), when `inspector` is None or the engine that one wraps; any other inspector
+    (a test double) is wrapped with the same `ServiceSettings.tiling` and closed with the line.
+    """
     storage = svc.storage
+    shared = svc.inspections.inspector
+    owned: TiledInspector | None = None
+    if inspector is None or inspector is shared or inspector is shared.inspector:
+        tiled = shared
+    else:
+        tiled = owned = TiledInspector(inspector, svc.settings.tiling)
     config = PipelineConfig(
         inspect_workers=options.inspect_workers,
         px_per_mm=svc.settings.default_px_per_mm,
-        # the same tiling as an HTTP upload (services.InspectionService): one panel, one set of tiles
-        panel_threshold_px=svc.settings.panel_tile_px,
-        panel_tile_px=svc.settings.panel_tile_px,
-        panel_overlap_px=svc.settings.panel_overlap_px,
         line_name=svc.settings.line_name,
     )
     sink = MeteredSink(storage.sink(), svc.metrics)
-    pipeline = LinePipeline(inspector, sink, DatabaseTemplateProvider(storage), config)
+    pipeline = LinePipeline(tiled, sink, DatabaseTemplateProvider(storage), config)
     if options.hot_folder:
         inbox = Path(storage.data_dir) / INBOX_DIR_NAME
         pipeline.add_source(HotFolderSource(inbox))
@@ -164,4 +179,4 @@ def build_line(svc: Services, options: LineOptions, inspector: Any) -> ServiceLi
     svc.metrics.add_gauge(
         "source_dropped_frames", "Frames a live source dropped because the line was behind.", dropped_frames
     )
-    return ServiceLine(pipeline, options.stop_timeout_s)
+    return ServiceLine(pipeline, options.stop_timeout_s, owned)

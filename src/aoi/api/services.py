@@ -25,9 +25,8 @@ from aoi.api.settings import ServiceSettings
 from aoi.api.upload_line import UploadLine
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
+from aoi.detection.tiling import TiledInspector
 from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
-from aoi.pipeline.panels import inspect_whole_or_tiled
-from aoi.pipeline.protocols import InspectorLike
 from aoi.pipeline.trace import TraceSettings, resolve_trace
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Trace, Verdict, check_trace_id
 from aoi.storage import Storage
@@ -224,10 +223,14 @@ def parse_capture(capture_json: str | None) -> CaptureSettings | None:
 
 
 class InspectionService:
+    """Uploads: decoded, inspected and stored. `inspector` is the process's one `TiledInspector`
+    (`create_app` builds it from `ServiceSettings.tiling`; the line shares it), so a panel upload is
+    tiled exactly as the line tiles it."""
+
     def __init__(
         self,
         storage: Storage,
-        inspector: InspectorLike,
+        inspector: TiledInspector,
         settings: ServiceSettings,
         metrics: ServiceMetrics,
         products: ProductService,
@@ -337,18 +340,15 @@ class InspectionService:
         product: str | None,
         capture: CaptureConfigs,
     ) -> InspectionResult:
-        return inspect_whole_or_tiled(
-            self.inspector,
+        return self.inspector.inspect(
             test,
             template,
             image_id=image_id,
             px_per_mm=px_per_mm,
             rules=rules,
             product=product,
-            capture=capture,
-            panel_threshold_px=self.settings.panel_tile_px,
-            tile_px=self.settings.panel_tile_px,
-            overlap_px=self.settings.panel_overlap_px,
+            candidates=capture.candidates,
+            registration=capture.registration,
         )
 
     def get(self, inspection_id: str) -> StoredInspection:

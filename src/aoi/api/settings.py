@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from aoi.detection.tiling import TilingConfig
 from aoi.schema import DEFAULT_PX_PER_MM, SchemaError, check_trace_id
 from aoi.shifts import DEFAULT_SHIFTS, ShiftError, ShiftPlan, plant_zone
 
@@ -22,7 +23,9 @@ DEFAULT_RATE_LIMIT_BURST = 20
 class ServiceSettings:
     """`database_url` None means the embedded default: SQLite under `data_dir`.
 
-    `panel_tile_px`: uploads larger than this in either dimension are inspected tile by tile.
+    `panel_tile_px`: images larger than this in either dimension (uploads and the line's alike) are
+    inspected tile by tile, in tiles of this size overlapping by at least `panel_overlap_px`,
+    `panel_workers` tiles at once (see `tiling`).
     `default_px_per_mm` applies to uploads with an explicit template and no product.
     `upload_concurrency`: uploads decoded and inspected at once (one per core by default); more
     concurrent requests wait for a slot instead of fighting over the cores, which would only make
@@ -47,6 +50,7 @@ class ServiceSettings:
     default_px_per_mm: float = DEFAULT_PX_PER_MM
     panel_tile_px: int = 2048
     panel_overlap_px: int = 96
+    panel_workers: int = 2
     serve_dashboard: bool = True
     upload_concurrency: int = max(1, os.cpu_count() or 1)
     upload_queue: int | None = None
@@ -68,6 +72,7 @@ class ServiceSettings:
             plant_zone(self.shift_timezone)
         except (SchemaError, ShiftError) as exc:
             raise ValueError(str(exc)) from None
+        _ = self.tiling  # a tile size, overlap or worker count that cannot work fails here, at start
         if self.max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         if self.upload_concurrency < 1:
@@ -89,6 +94,17 @@ class ServiceSettings:
             raise ValueError(f"rate_limit_burst must be at least 1, got {self.rate_limit_burst}")
         if not (self.review_lease_s > 0 and math.isfinite(self.review_lease_s)):
             raise ValueError(f"review_lease_s must be a positive number of seconds, got {self.review_lease_s}")
+
+    @property
+    def tiling(self) -> TilingConfig:
+        """The one tiling of this process: HTTP uploads and the capture line inspect through a
+        `TiledInspector` with it (`aoi.api.app.create_app`, `aoi.api.line.build_line`)."""
+        return TilingConfig(
+            threshold_px=self.panel_tile_px,
+            tile_px=self.panel_tile_px,
+            overlap_px=self.panel_overlap_px,
+            workers=self.panel_workers,
+        )
 
     @property
     def upload_queue_depth(self) -> int:

@@ -1,12 +1,13 @@
-"""The capture pipeline: sources -> bounded queues -> inspect workers -> result sink; large-panel tiling."""
+"""The capture pipeline: sources -> bounded queues -> inspect workers -> result sink.
+
+Large panels are tiled by the inspector it is given (`aoi.detection.tiling.TiledInspector`).
+"""
 
 from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
 from aoi.pipeline.line import LinePipeline, PipelineBusy, PipelineConfig, PipelineStopped, StoredInspection, StoreError
-from aoi.pipeline.panels import PanelError, inspect_panel, merge_tile_defects, plan_tiles
 from aoi.pipeline.protocols import (
     CapturedImage,
     FrameSource,
-    InspectorLike,
     Outcome,
     OutcomeStatus,
     ProductRecipe,
@@ -28,12 +29,10 @@ __all__ = [
     "DemoSource",
     "FrameSource",
     "HotFolderSource",
-    "InspectorLike",
     "LinePipeline",
     "MemorySink",
     "Outcome",
     "OutcomeStatus",
-    "PanelError",
     "PipelineBusy",
     "PipelineConfig",
     "PipelineStopped",
@@ -47,7 +46,4 @@ __all__ = [
     "TemplateProvider",
     "UnknownProductError",
     "VideoSource",
-    "inspect_panel",
-    "merge_tile_defects",
-    "plan_tiles",
 ]

@@ -13,19 +13,18 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from aoi.data.images import validate_image
+from aoi.detection.protocol import InspectorLike
 from aoi.pipeline.capture import CaptureResolver
-from aoi.pipeline.panels import inspect_whole_or_tiled
 from aoi.pipeline.protocols import (
     CapturedImage,
     FrameSource,
-    InspectorLike,
     Outcome,
     OutcomeStatus,
     ProductRecipe,
@@ -65,7 +64,8 @@ class StoredInspection:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Sizes and defaults of the line. `panel_threshold_px`: larger images are tiled (panels.py).
+    """Sizes and defaults of the line. Panels are tiled by the inspector the line is given
+    (`aoi.detection.tiling.TiledInspector`), not here: the line inspects every image the same way.
 
     `recipe_cache_ttl_s`: product recipes (decoded templates) are cached this long, so an edited
     product takes effect within that time; 0 turns the cache off.
@@ -77,10 +77,6 @@ class PipelineConfig:
     store_queue: int = 32
     px_per_mm: float = DEFAULT_PX_PER_MM
     rules: VerdictRules = field(default_factory=VerdictRules)
-    panel_threshold_px: int = 2048
-    panel_tile_px: int = 1024
-    panel_overlap_px: int = 96
-    panel_workers: int = 2
     recipe_cache_ttl_s: float = 5.0
     line_name: str | None = None
 
@@ -117,7 +113,8 @@ class LinePipeline:
     """Owns the queues and threads of one inspection line.
 
     Usage: `with LinePipeline(inspector, sink, templates) as line: line.add_source(src); ...` or
-    `start()` / `stop()`. `submit()` is the entry point for HTTP upload.
+    `start()` / `stop()`. `submit()` is the entry point for HTTP upload. Give a `TiledInspector` for a
+    line that sees panels; its owner closes it.
     """
 
     def __init__(
@@ -151,7 +148,6 @@ class LinePipeline:
         self._capture_by_source: dict[str, Worker] = {}
         self._inspect_threads: list[Worker] = []
         self._store_thread: Worker | None = None
-        self._panel_pool: ThreadPoolExecutor | None = None
         self._latency = {name: LatencyRecorder() for name in ("queue_wait", "inspect", "store", "end_to_end")}
         self._engine_latency: dict[str, LatencyRecorder] = {}  # the engine's own stages: register, classify...
         self._counts = {"accepted": 0, "stored": 0, "failed": 0, "dropped": 0, "skipped": 0, "store_errors": 0}
@@ -165,7 +161,6 @@ class LinePipeline:
             return self
         self._started = True
         self._started_at = time.time()
-        self._panel_pool = ThreadPoolExecutor(self.config.panel_workers, thread_name_prefix="aoi-panel")
         for i in range(self.config.inspect_workers):
             worker = Worker(f"aoi-inspect-{i}", self._inspect_once)
             self._inspect_threads.append(worker)
@@ -202,8 +197,6 @@ class LinePipeline:
         self._store_q.close()
         if self._store_thread is not None:
             self._store_thread.join(_remaining(deadline))
-        if self._panel_pool is not None:
-            self._panel_pool.shutdown(wait=True)
         threads = [*self._capture_threads, *self._inspect_threads, self._store_thread]
         alive = [t.name for t in threads if t is not None and t.is_alive()]
         if alive:
@@ -421,19 +414,15 @@ class LinePipeline:
         px_per_mm = recipe.px_per_mm if recipe else self.config.px_per_mm
         rules = recipe.rules if recipe else self.config.rules
         capture = self.capture.resolve(recipe.capture if recipe else None)
-        return inspect_whole_or_tiled(
-            self.inspector,
+        return self.inspector.inspect(
             image,
             template,
             image_id=image_id,
             px_per_mm=px_per_mm,
             rules=rules,
             product=product,
-            capture=capture,
-            panel_threshold_px=self.config.panel_threshold_px,
-            tile_px=self.config.panel_tile_px,
-            overlap_px=self.config.panel_overlap_px,
-            executor=self._panel_pool,
+            candidates=capture.candidates,
+            registration=capture.registration,
         )
 
     def _store_once(self) -> bool:

@@ -2,6 +2,7 @@
 
 Sources, sinks and template providers are plain objects that satisfy these Protocols; nothing
 registers itself at import time: the service composes its sources and sinks explicitly (`aoi.api.line`).
+The inspector the line calls is the engine's contract, `aoi.detection.protocol.InspectorLike`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from aoi.detection.candidates import CandidateConfig
 from aoi.pipeline.capture import CaptureSettings
 from aoi.pipeline.trace import TraceSettings
-from aoi.registration import RegistrationConfig
-from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
+from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
 
@@ -151,28 +150,3 @@ class TemplateProvider(Protocol):
     """Looks a product id up. Raises UnknownProductError when it has no recipe."""
 
     def recipe(self, product: str) -> ProductRecipe: ...
-
-
-class InspectorLike(Protocol):
-    """The engine surface the pipeline and the API call (aoi.detection.inspector.Inspector satisfies it).
-
-    `candidates` / `registration`: a product's capture setup (`aoi.pipeline.capture`); None: the
-    inspector's own settings.
-    """
-
-    @property
-    def model_version(self) -> str: ...
-
-    def inspect(
-        self,
-        test: np.ndarray,
-        template: np.ndarray,
-        *,
-        image_id: str,
-        px_per_mm: float = DEFAULT_PX_PER_MM,
-        rules: VerdictRules | None = None,
-        product: str | None = None,
-        origin_px: tuple[float, float] = (0.0, 0.0),
-        candidates: CandidateConfig | None = None,
-        registration: RegistrationConfig | None = None,
-    ) -> InspectionResult: ...

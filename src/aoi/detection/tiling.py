@@ -1,14 +1,17 @@
 """Inspecting a panel far larger than a tile (line-scan images up to 16k x 16k).
 
-The panel is cut into overlapping tiles; each tile is inspected against the same window of the
-panel's template (the engine registers the pair, absorbing the small local shift), detections are
-moved back to panel pixels and mm, and the duplicates that overlaps produce are merged.
+`TiledInspector` wraps an inspector and looks like one: an image no larger than its threshold goes
+to the wrapped inspector as it is, a larger one (a panel) is cut into overlapping tiles; each tile
+is inspected against the same window of the panel's template (the engine registers the pair,
+absorbing the small local shift), detections are moved back to panel pixels and mm, and the
+duplicates that overlaps produce are merged. So a caller never asks how large an image is.
 Tiles are numpy views (no copies of the panel) and run on a thread pool: the engine releases the
 GIL in OpenCV and onnxruntime, so N threads use N cores.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -27,11 +30,12 @@ from aoi.detection.boxes import (
     union_box,
 )
 from aoi.detection.candidates import CandidateConfig
-from aoi.pipeline.capture import CaptureConfigs
-from aoi.pipeline.protocols import InspectorLike
+from aoi.detection.protocol import InspectorLike
 from aoi.registration import RegistrationConfig, RegistrationError
-from aoi.schema import Defect, InspectionInputError, InspectionResult
+from aoi.schema import DEFAULT_PX_PER_MM, Defect, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
+
+MIN_TILE_PX = 32  # a smaller tile holds too little structure to register
 
 
 class PanelError(InspectionInputError):
@@ -64,8 +68,8 @@ def tile_starts(length_px: int, tile_px: int, overlap_px: int) -> list[int]:
 
 
 def plan_tiles(size_wh: tuple[int, int], tile_px: int, overlap_px: int) -> list[Tile]:
-    if tile_px < 32:
-        raise PanelError(f"tile_px must be >= 32, got {tile_px}")
+    if tile_px < MIN_TILE_PX:
+        raise PanelError(f"tile_px must be >= {MIN_TILE_PX}, got {tile_px}")
     if not 0 <= overlap_px < tile_px // 2:
         raise PanelError(f"overlap_px must be in [0, tile_px/2), got {overlap_px} for tile_px={tile_px}")
     w, h = size_wh
@@ -76,48 +80,128 @@ def plan_tiles(size_wh: tuple[int, int], tile_px: int, overlap_px: int) -> list[
     return tiles
 
 
-def inspect_whole_or_tiled(
-    inspector: InspectorLike,
-    image: np.ndarray,
-    template: np.ndarray,
-    *,
-    image_id: str,
-    px_per_mm: float,
-    rules: VerdictRules | None,
-    product: str | None,
-    capture: CaptureConfigs,
-    panel_threshold_px: int,
-    tile_px: int,
-    overlap_px: int,
-    executor: Executor | None = None,
-) -> InspectionResult:
-    """One board as it is, or a panel (longer side over `panel_threshold_px`) tile by tile, with the
-    product's capture setup either way: the size branch every inspection path shares."""
-    if max(image.shape) > panel_threshold_px:
-        return inspect_panel(
-            inspector,
-            image,
+@dataclass(frozen=True)
+class TilingConfig:
+    """How large images are inspected: one configuration per process, so an HTTP upload and the
+    capture line cut a panel into the same tiles (`aoi.api.settings.ServiceSettings.tiling`).
+
+    An image whose longer side is at most `threshold_px` is inspected whole; a larger one (a panel)
+    in tiles of `tile_px` overlapping by at least `overlap_px` (raised to what the engine's crop
+    window needs and capped below half a tile, see `inspect_panel`), `workers` tiles at once.
+    """
+
+    threshold_px: int = 2048
+    tile_px: int = 1024
+    overlap_px: int = 96
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.tile_px < MIN_TILE_PX:
+            raise ValueError(f"tile_px must be >= {MIN_TILE_PX}, got {self.tile_px}")
+        if self.overlap_px < 0:
+            raise ValueError(f"overlap_px must be >= 0, got {self.overlap_px}")
+        if self.threshold_px < self.tile_px:
+            raise ValueError(
+                f"threshold_px ({self.threshold_px}) must be at least tile_px ({self.tile_px}):"
+                " an image that fits in one tile is inspected whole"
+            )
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+class TiledInspector:
+    """An inspector that inspects small images whole and panels tile by tile (`InspectorLike`).
+
+    Wrap, don't branch: built once around the engine, it is handed to every caller in place of the
+    engine itself. Up to `config.workers` tiles run at once on one pool shared by every panel this
+    inspector sees (so concurrent panels share that CPU budget rather than multiply it); the pool is
+    started at the first panel. Thread-safe, as the wrapped inspector must be.
+    """
+
+    def __init__(self, inspector: InspectorLike, config: TilingConfig | None = None) -> None:
+        if isinstance(inspector, TiledInspector):  # tile once: tiles of a tiled inspector are never re-tiled
+            inspector = inspector.inspector
+        self.inspector: InspectorLike = inspector
+        self.config = config or TilingConfig()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_version(self) -> str:
+        return self.inspector.model_version
+
+    @property
+    def meta(self) -> object:
+        """The wrapped inspector's bundle settings (None for one that declares none), which capture
+        setups start from (`aoi.pipeline.capture.CaptureResolver`)."""
+        return getattr(self.inspector, "meta", None)
+
+    def inspect(
+        self,
+        test: np.ndarray,
+        template: np.ndarray,
+        *,
+        image_id: str,
+        px_per_mm: float = DEFAULT_PX_PER_MM,
+        rules: VerdictRules | None = None,
+        product: str | None = None,
+        origin_px: tuple[float, float] = (0.0, 0.0),
+        candidates: CandidateConfig | None = None,
+        registration: RegistrationConfig | None = None,
+    ) -> InspectionResult:
+        """The wrapped inspector's result for an image up to `config.threshold_px` on its longer side;
+        a panel's merged tile results (`inspect_panel`) for a larger one."""
+        if max(test.shape) <= self.config.threshold_px:
+            return self.inspector.inspect(
+                test,
+                template,
+                image_id=image_id,
+                px_per_mm=px_per_mm,
+                rules=rules,
+                product=product,
+                origin_px=origin_px,
+                candidates=candidates,
+                registration=registration,
+            )
+        result = inspect_panel(
+            self.inspector,
+            test,
             template,
             px_per_mm=px_per_mm,
             image_id=image_id,
             rules=rules,
             product=product,
-            tile_px=tile_px,
-            overlap_px=overlap_px,
-            executor=executor,
-            candidates=capture.candidates,
-            registration=capture.registration,
+            tile_px=self.config.tile_px,
+            overlap_px=self.config.overlap_px,
+            workers=self.config.workers,
+            executor=self._executor(),
+            candidates=candidates,
+            registration=registration,
         )
-    return inspector.inspect(
-        image,
-        template,
-        image_id=image_id,
-        px_per_mm=px_per_mm,
-        rules=rules,
-        product=product,
-        candidates=capture.candidates,
-        registration=capture.registration,
-    )
+        if origin_px != (0.0, 0.0):
+            result = replace(result, defects=tuple(d.with_mm(px_per_mm, origin_px) for d in result.defects))
+        return result
+
+    def close(self) -> None:
+        """Let the tile threads go once the panels in hand are done (a later panel starts them again)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def __enter__(self) -> TiledInspector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _executor(self) -> Executor | None:
+        if self.config.workers <= 1:
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="aoi-panel")
+            return self._pool
 
 
 def inspect_panel(
