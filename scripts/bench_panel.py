@@ -68,7 +68,19 @@ class DiffInspector:
 
     model_version = "diff-only"
 
-    def inspect(self, test, template, *, image_id, px_per_mm=48.0, rules=None, product=None, origin_px=(0.0, 0.0)):  # type: ignore[no-untyped-def]
+    def inspect(
+        self,
+        test,
+        template,
+        *,
+        image_id,
+        px_per_mm=48.0,
+        rules=None,
+        product=None,
+        origin_px=(0.0, 0.0),
+        candidates=None,
+        registration=None,
+    ):  # type: ignore[no-untyped-def]
         import cv2
 
         from aoi.schema import InspectionResult
