@@ -3,8 +3,9 @@
 Two kinds of pool. Threads share one inspector and scale about 1.4-1.5x on two cores: decoding, OpenCV
 and onnxruntime release the GIL, but the candidate stage's Python does not. Processes (`processes=True`,
 what `aoi eval` and `aoi bench` use) load the bundle once per worker, each with one thread, share
-nothing mutable and hand back only file paths in and detections out; they are forked, so they are not
-for a process that has started torch's thread pools (training and cross-validation keep threads).
+nothing mutable and hand back only file paths in and detections out. They are spawned, not forked: a
+worker forked from a process whose OpenCV thread pool had run hung in `cv2.setNumThreads` (seen in the
+test suite), and torch's pools are no safer. Training and cross-validation keep threads.
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ def run_pairs(
 ) -> Iterator[PairOutcome]:
     """Yield outcomes in input order; a failing pair yields a failure, never stops the run.
 
-    `processes`: one forked worker per `workers`, each loading `inspector`'s bundle (with any settings
+    `processes`: one spawned worker per `workers`, each loading `inspector`'s bundle (with any settings
     changed in memory) once; otherwise threads sharing `inspector`."""
     if processes and workers > 1:
-        ctx = mp.get_context("fork")
+        ctx = mp.get_context("spawn")  # a fork of a process with OpenCV or onnxruntime threads can deadlock
         jobs = [(p, score_floor) for p in pairs]
         with ctx.Pool(workers, initializer=_start_worker, initargs=(inspector.bundle,)) as pool:
             for outcome in pool.imap(_detect_in_worker, jobs, chunksize=4):
