@@ -142,6 +142,7 @@ def test_hot_folder_keeps_the_file_while_the_disk_is_full_and_stores_it_once_fre
     line = LinePipeline(FakeInspector(), storage.sink(), DatabaseTemplateProvider(storage))
     source = HotFolderSource(inbox, poll_interval_s=0.02, stable_polls=1, retry_after_s=0.1)
     line.add_source(source)
+    caplog.set_level(logging.WARNING, logger="aoi.pipeline.line")
     with caplog.at_level(logging.WARNING, logger="aoi.pipeline.hotfolder"), line:
         deadline = time.monotonic() + 10
         while full_disk.refused < 3:  # tried, refused, retried: the worker lives on
@@ -160,6 +161,9 @@ def test_hot_folder_keeps_the_file_while_the_disk_is_full_and_stores_it_once_fre
     assert service.counts()["inspections"] == 1
     waits = [r.getMessage() for r in caplog.records if "could not be stored" in r.getMessage()]
     assert waits == ["hot folder: board-a/b.png could not be stored; it stays in the inbox and is retried every 0.1 s"]
+    refusals = [r for r in caplog.records if r.name == "aoi.pipeline.line" and "store" in r.getMessage()]
+    assert len(refusals) >= 3
+    assert [r.exc_info is not None for r in refusals] == [True] + [False] * (len(refusals) - 1)  # one traceback
 
 
 @contextlib.contextmanager

@@ -149,6 +149,7 @@ class LinePipeline:
         self._inspect_threads: list[Worker] = []
         self._store_thread: Worker | None = None
         self._latency = {name: LatencyRecorder() for name in ("queue_wait", "inspect", "store", "end_to_end")}
+        self._last_store_error: str | None = None  # the kind of the sink's last refusal (traceback logged once)
         self._engine_latency: dict[str, LatencyRecorder] = {}  # the engine's own stages: register, classify...
         self._counts = {"accepted": 0, "stored": 0, "failed": 0, "dropped": 0, "skipped": 0, "store_errors": 0}
         self._in_flight = 0
@@ -425,6 +426,16 @@ class LinePipeline:
             registration=capture.registration,
         )
 
+    def _log_store_error(self, key: str, exc: Exception) -> None:
+        """The traceback of a sink refusal once; the same kind of refusal again (a full disk, retried
+        every few seconds) is one line, until a store succeeds."""
+        kind = type(exc).__name__
+        if kind == self._last_store_error:
+            log.warning("sink still cannot store %s (%s: %s)", key, kind, exc)
+            return
+        self._last_store_error = kind
+        log.exception("sink failed to store %s", key)
+
     def _store_once(self) -> bool:
         try:
             done = self._store_q.get()
@@ -437,9 +448,10 @@ class LinePipeline:
             try:
                 inspection_id = self.sink.store(done.result, done.test_image, done.template_ref, key)
             except Exception as exc:
-                log.exception("sink failed to store %s", key)
+                self._log_store_error(key, exc)
                 self._finish(job, "store_errors", Outcome(OutcomeStatus.NOT_STORED, key), error=StoreError(str(exc)))
             else:
+                self._last_store_error = None
                 outcome = Outcome(OutcomeStatus.STORED, key, inspection_id, result=done.result)
                 self._finish(job, "stored", outcome, value=StoredInspection(inspection_id, done.result))
         else:
