@@ -402,12 +402,7 @@ class InspectionService:
         if not validation.is_record_id(defect_id):
             raise not_found("defect", defect_id[:80])
         validation.plain_text(reviewer, "reviewer", 200)
-        parsed_type = None
-        if new_type is not None:
-            try:
-                parsed_type = DefectType.parse(new_type)
-            except SchemaError as exc:
-                raise ApiError(422, "invalid_type", str(exc)) from None
+        parsed_type = None if new_type is None else _defect_type(new_type)
         try:
             with self.storage.db.transaction() as session:
                 inspection_id = InspectionRepository(session).review_defect(defect_id, decision, reviewer, parsed_type)
@@ -440,10 +435,7 @@ class InspectionService:
         if not validation.is_record_id(inspection_id):
             raise not_found("inspection", inspection_id[:80])
         validation.plain_text(reviewer, "reviewer", 200)
-        try:
-            parsed = DefectType.parse(defect_type)
-        except SchemaError as exc:
-            raise ApiError(422, "invalid_type", str(exc)) from None
+        parsed = _defect_type(defect_type)
         try:
             with self.storage.db.transaction() as session:
                 defect_id = InspectionRepository(session).add_missed_defect(inspection_id, parsed, box_px, reviewer)
@@ -483,3 +475,11 @@ def _image_id(image_id: str | None, filename: str) -> str:
     return (
         validation.plain_text(stem, "image_id (the file name)", IMAGE_ID_MAX_CHARS) if stem else uuid.uuid4().hex[:12]
     )
+
+
+def _defect_type(name: str) -> DefectType:
+    """A defect type from a request, or the 422 that names the known ones."""
+    try:
+        return DefectType.parse(name)
+    except SchemaError as exc:
+        raise ApiError(422, "invalid_type", str(exc)) from None

@@ -83,8 +83,9 @@ def connectivity_changes(
         # Only a blob next to two different pieces (of any conductor) can join two: a cheap filter over
         # its pixels before the exact test, which costs a few small array operations per blob.
         touches_two = _next_to_two_labels(at[keep], blob_at[keep], n_b, lab_piece)
+        piece_ids = int(lab_piece.max()) + 1  # once: a pass over the whole image
         for whole in split:
-            pieces = np.zeros(int(lab_piece.max()) + 1, bool)
+            pieces = np.zeros(piece_ids, bool)
             pieces[piece_of[whole_of == whole]] = True
             for b in np.flatnonzero((whole_of_blob == whole) & in_split & touches_two):
                 found = _joining_blob(blobs, int(b), stats_b[b], lab_piece, pieces)
