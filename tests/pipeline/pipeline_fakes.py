@@ -166,7 +166,15 @@ class SqliteSink:
             self._conn.execute("INSERT INTO results VALUES (?, ?, ?, ?)", (new_id, source_key, status, n_defects))
             return new_id
 
-    def store(self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str) -> str:
+    def store(
+        self,
+        result: InspectionResult,
+        test_image: np.ndarray,
+        template_ref: str | None,
+        source_key: str,
+        *,
+        template_image: np.ndarray | None = None,
+    ) -> str:
         return self._insert(source_key, "ok", len(result.defects))
 
     def store_failure(self, failure: InspectionFailure, source_key: str) -> str:

@@ -191,16 +191,32 @@ def test_upload_blocks_then_raises_busy_when_the_queue_stays_full() -> None:
     assert line.metrics()["counts"]["accepted"] == 2
 
 
+def test_the_sink_gets_the_template_a_capture_brought_and_a_recipe_by_its_name() -> None:
+    """A template that came with the image (demo, camera, upload) and names no file reaches the sink as
+    pixels, so it is stored with the board; a product's recipe template is only named (referenced)."""
+    (own_template, own_test), (recipe_template, recipe_test) = _pairs(2)
+    products = StaticTemplateProvider({"board-a": ProductRecipe(recipe_template, px_per_mm=10.0, rules=VerdictRules())})
+    sink = MemorySink(keep_images=True)
+    with LinePipeline(FakeInspector(), sink, products) as line:
+        own = line.submit(own_test, template=own_template, product="board-a", source_key="demo:s:0").result(timeout=5)
+        recipe = line.submit(recipe_test, product="board-a", source_key="upload:r").result(timeout=5)
+    assert np.array_equal(sink.templates[own.inspection_id], own_template)
+    assert recipe.inspection_id not in sink.templates
+    refs = {r.source_key: r.template_ref for r in sink.records}
+    assert refs == {"demo:s:0": None, "upload:r": "board-a"}
+    assert own.result.product == "board-a"  # the product still labels a board that brought its own template
+
+
 class FlakySink(MemorySink):
     def __init__(self) -> None:
         super().__init__()
         self.fail_next = True
 
-    def store(self, result, test_image, template_ref, source_key):  # type: ignore[no-untyped-def]
+    def store(self, result, test_image, template_ref, source_key, *, template_image=None):  # type: ignore[no-untyped-def]
         if self.fail_next:
             self.fail_next = False
             raise OSError("database is locked")
-        return super().store(result, test_image, template_ref, source_key)
+        return super().store(result, test_image, template_ref, source_key, template_image=template_image)
 
 
 def test_sink_error_is_reported_and_the_line_keeps_running() -> None:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
-from tests.service.conftest import Service, paint_board, with_short
+from tests.service.conftest import FakeInspector, Service, paint_board, with_short
 
+from aoi.api.line import DatabaseTemplateProvider, MeteredSink
+from aoi.api.metrics import ServiceMetrics
 from aoi.data.coco import read_coco
 from aoi.data.deeppcb import read_deeppcb
 from aoi.data.images import read_image
 from aoi.data.yolo import read_yolo
+from aoi.pipeline import DemoSource, LinePipeline
+from aoi.pipeline.sources import synthetic_pair
 from aoi.schema import DefectType
-from aoi.storage.export import ExportError, export_reviewed
+from aoi.storage.export import ExportError, collect_reviewed, export_reviewed
+from aoi.storage.inspections import InspectionFilter, InspectionRepository
 
 
 def _reviewed_line(service: Service) -> tuple[str, dict]:
@@ -63,6 +70,60 @@ def test_export_round_trip(service: Service, tmp_path: Path, fmt: str) -> None:
     tolerance = 2 if fmt == "deeppcb" else 0  # DeepPCB names JPEG files; written at quality 100
     assert abs(test.astype(int) - expected["test"]).max() <= tolerance
     assert abs(template.astype(int) - expected["template"]).max() <= tolerance
+
+
+def test_demo_line_boards_keep_their_own_template_and_are_exported(service: Service, tmp_path: Path) -> None:
+    """The demo line's boards bring their own template pixels: each is stored with the board (the `demo`
+    product only labels it), so a fully reviewed demo board feeds the learning loop."""
+    demo = service.add_product("demo")  # its recipe template is not the one the boards were inspected against
+    produced: list[np.ndarray] = []
+
+    def recorded_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        template, test = synthetic_pair(rng)
+        produced.append(template)
+        return template, test
+
+    source = DemoSource("demo", rate_hz=1000.0, seed=6, limit=3, pair_factory=recorded_pair)
+    sink = MeteredSink(service.storage.sink(), ServiceMetrics())
+    line = LinePipeline(FakeInspector(), sink, DatabaseTemplateProvider(service.storage))
+    line.add_source(source)
+    with line:
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and sum(line.metrics()["counts"][k] for k in ("stored", "failed", "store_errors")) < 3
+        ):
+            time.sleep(0.02)
+    assert line.metrics()["counts"]["stored"] == 3
+    with service.storage.db.session() as session:
+        boards, total = InspectionRepository(session).page(InspectionFilter(), 10, 0)
+    assert total == 3 and len(produced) == 3
+    for board in boards:
+        index = int(board.result.image_id.rsplit("-", 1)[1])
+        assert board.source == "demo" and board.product_id == demo["id"]
+        assert board.template_path is not None and not board.template_path.startswith("templates/")
+        assert np.array_equal(service.storage.images.load(board.template_path), produced[index])
+    with_defects = {b.id: b for b in boards if b.result.defects}
+    assert with_defects  # seed 6: two boards with defects, one good board
+    for board in with_defects.values():
+        for defect in board.result.defects:
+            r = service.client.post(
+                f"/api/v1/defects/{defect.id}/review", json={"decision": "confirm"}, headers=service.auth
+            )
+            assert r.status_code == 200
+    pairs, skipped = collect_reviewed(service.storage)
+    assert skipped == 0 and {p.inspection.id for p in pairs} == set(with_defects)
+    for pair in pairs:
+        index = int(pair.inspection.result.image_id.rsplit("-", 1)[1])
+        assert np.array_equal(pair.template, produced[index])
+        assert len(pair.labels) == len(with_defects[pair.inspection.id].result.defects)
+    report = export_reviewed(service.storage, tmp_path / "demo-export", "yolo")
+    assert (report.pairs, report.skipped_partially_reviewed) == (len(with_defects), 0)
+    exported = {pair.image_id: pair for pair in read_yolo(tmp_path / "demo-export")}
+    assert set(exported) == set(with_defects)
+    for inspection_id, pair in exported.items():
+        index = int(with_defects[inspection_id].result.image_id.rsplit("-", 1)[1])
+        assert np.array_equal(read_image(pair.template_path), produced[index])
 
 
 def test_export_endpoint_zip(service: Service, tmp_path: Path) -> None:

@@ -110,14 +110,18 @@ def test_sink_template_ref_links_product_or_copies_the_file(storage: Storage, tm
     cv2.imwrite(str(template_file), paint_board(seed=5))
     by_file = sink.store(_result(), image, str(template_file), "hotfolder:x.png:1:1")
     labelled = sink.store(_result(product="board-a"), image, None, "demo:s:1")
+    own = sink.store(_result(product="board-a"), image, None, "demo:s:2", template_image=paint_board(seed=7))
     with storage.db.session() as session:
         repo = InspectionRepository(session)
-        a, b, c = repo.get(by_product), repo.get(by_file), repo.get(labelled)
-    assert a is not None and b is not None and c is not None
+        a, b, c, d = repo.get(by_product), repo.get(by_file), repo.get(labelled), repo.get(own)
+    assert a is not None and b is not None and c is not None and d is not None
     assert a.product_id == product_id and a.template_path == "templates/board-a-id.png"
     assert b.product_id is None and b.template_path is not None
     assert np.array_equal(storage.images.load(b.template_path), paint_board(seed=5))
     assert c.product_id == product_id and c.template_path is None and c.source == "demo"
+    # the pixels a capture brought are saved with the board; the product only labels it
+    assert d.product_id == product_id and d.template_path is not None and not d.template_path.startswith("templates/")
+    assert np.array_equal(storage.images.load(d.template_path), paint_board(seed=7))
 
 
 def test_template_provider_reads_recipes(storage: Storage) -> None:

@@ -77,9 +77,17 @@ class MeteredSink:
         self.sink = sink
         self.metrics = metrics
 
-    def store(self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str) -> str:
+    def store(
+        self,
+        result: InspectionResult,
+        test_image: np.ndarray,
+        template_ref: str | None,
+        source_key: str,
+        *,
+        template_image: np.ndarray | None = None,
+    ) -> str:
         started = time.perf_counter()
-        inspection_id = self.sink.store(result, test_image, template_ref, source_key)
+        inspection_id = self.sink.store(result, test_image, template_ref, source_key, template_image=template_image)
         source = source_key.partition(":")[0] or "pipeline"
         total_ms = float(result.timings_ms.get("total", 0.0))
         self.metrics.observe_inspection(result.verdict.value, source, total_ms / 1000.0 + time.perf_counter() - started)

@@ -254,8 +254,9 @@ class ReviewService:
             raise ApiError(
                 404,
                 "no_template",
-                f"inspection {source.inspection_id} was stored without its template (a demo or camera capture"
-                " brings its own and it is not kept): only the captured side can be shown",
+                f"inspection {source.inspection_id} was stored without its template (stored before templates"
+                " were kept with every board, or its template file could not be read): only the captured side"
+                " can be shown",
             )
         images = self.storage.images
         try:  # a product's template is read for many crops: cached; an uploaded one is read from its file

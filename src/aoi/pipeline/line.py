@@ -99,6 +99,7 @@ class _Inspected:
     error: BaseException | None = None
     test_image: np.ndarray | None = None
     template_ref: str | None = None
+    template_image: np.ndarray | None = None  # the capture's own template, when no file or product names it
 
 
 @dataclass
@@ -374,6 +375,8 @@ class LinePipeline:
             else:
                 template = validate_image(template, f"{image_id} template")
                 done.template_ref = captured.template_ref
+                if captured.template_ref is None:  # demo, camera, upload: the sink keeps the pixels themselves
+                    done.template_image = template
             done.test_image = image
             result = self._inspect(image, template, image_id, captured.product, recipe)
             trace = resolve_trace(Trace(), recipe.trace if recipe else None, image_id, image, self.config.line_name)
@@ -446,7 +449,9 @@ class LinePipeline:
         key = captured.source_key
         if done.result is not None and done.test_image is not None:
             try:
-                inspection_id = self.sink.store(done.result, done.test_image, done.template_ref, key)
+                inspection_id = self.sink.store(
+                    done.result, done.test_image, done.template_ref, key, template_image=done.template_image
+                )
             except Exception as exc:
                 self._log_store_error(key, exc)
                 self._finish(job, "store_errors", Outcome(OutcomeStatus.NOT_STORED, key), error=StoreError(str(exc)))

@@ -124,10 +124,22 @@ class ResultSink(Protocol):
     be inspected again, not skipped.
     A sink may also offer `store_failure(failure, source_key) -> str | None`; the pipeline calls it
     when present.
+
+    `template_ref` names the template the board was inspected against: a product (its recipe template,
+    referenced, not copied) or a template file. `template_image` is that template's pixels when the
+    capture brought them itself with no file to name (the demo line, a camera or upload with an explicit
+    template): a sink that keeps templates keeps these, so every stored board has the template it was
+    inspected against (the retraining loop needs the pair). None when `template_ref` says it all.
     """
 
     def store(
-        self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str
+        self,
+        result: InspectionResult,
+        test_image: np.ndarray,
+        template_ref: str | None,
+        source_key: str,
+        *,
+        template_image: np.ndarray | None = None,
     ) -> str: ...
 
     def already_done(self, source_key: str) -> bool: ...

@@ -28,6 +28,8 @@ class MemorySink:
 
     Results and failures are kept apart, like the database's tables: a key that failed may be stored
     later (its cause fixed), and only a stored result makes it `already_done`.
+    `keep_images`: the tested image of each inspection is kept in `images`, and the template pixels a
+    capture brought itself (`store(..., template_image=)`) in `templates`, both by inspection id.
     """
 
     def __init__(self, keep_images: bool = False) -> None:
@@ -36,8 +38,17 @@ class MemorySink:
         self._failed: dict[str, StoredRecord] = {}
         self.keep_images = keep_images
         self.images: dict[str, np.ndarray] = {}
+        self.templates: dict[str, np.ndarray] = {}
 
-    def store(self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str) -> str:
+    def store(
+        self,
+        result: InspectionResult,
+        test_image: np.ndarray,
+        template_ref: str | None,
+        source_key: str,
+        *,
+        template_image: np.ndarray | None = None,
+    ) -> str:
         with self._lock:
             existing = self._by_key.get(source_key)
             if existing is not None:
@@ -46,6 +57,8 @@ class MemorySink:
             self._by_key[source_key] = record
             if self.keep_images:
                 self.images[record.inspection_id] = test_image
+                if template_image is not None:
+                    self.templates[record.inspection_id] = template_image
             return record.inspection_id
 
     def store_failure(self, failure: InspectionFailure, source_key: str) -> str:

@@ -6,6 +6,11 @@ reclassified ones take the operator's type, false calls are dropped; an inspecti
 were all false calls is exported with no labels (a useful negative). A defect an operator added because
 the engine missed it is stored confirmed, so it is a label like any confirmed defect: the misses the
 model most needs to learn from.
+
+Every board the line stores keeps the template it was inspected against (`DatabaseSink`): its product's
+recipe template (referenced), a hot-folder template file, or the template pixels a demo, camera or upload
+capture brought itself (saved with the inspection). Only an inspection stored without one (before
+templates were kept with every board, or whose template file could not be read) is left out.
 """
 
 from __future__ import annotations
@@ -86,9 +91,17 @@ def collect_reviewed(storage: Storage) -> tuple[list[ReviewedPair], int]:
                 skipped += 1
                 continue
             test = storage.images.load(inspection.test_image_path)
-            template = storage.images.load_template(inspection.template_path)
+            template = _load_template(storage, inspection.template_path)
             pairs.append(ReviewedPair(inspection, test, template, labels))
     return pairs, skipped
+
+
+def _load_template(storage: Storage, path: str) -> np.ndarray:
+    """A product's template through the store's template cache (shared by many boards); a board's own
+    template (saved with its inspection, read once here) straight from its file, not churning that cache."""
+    if path.startswith("templates/"):
+        return storage.images.load_template(path)
+    return storage.images.load(path)
 
 
 def export_reviewed(

@@ -166,27 +166,39 @@ class InspectionRecorder:
 
 
 class DatabaseSink:
-    """The pipeline's `ResultSink` over the results database.
+    """The pipeline's `ResultSink` over the results database. Every stored board keeps the template it
+    was inspected against, so that the learning-loop export (`aoi.storage.export`) can use it:
 
-    `template_ref` is a product id or name (the recipe whose template was used), or the path of a
-    template file, which is then copied into the image store so that the learning-loop export has it.
-    None means the image brought its own template pixels (demo, camera with a template): no template
-    is recorded, and `result.product`, if it names a registered product, only links the product.
+    - `template_ref` a product id or name: the recipe's template was used; it is referenced (the
+      product's template file), not copied.
+    - `template_ref` the path of a template file (a hot-folder `_temp` file): the file is copied into the
+      image store with the inspection.
+    - `template_image`: the template pixels the capture brought itself (the demo line, a camera or an
+      upload with its own template; `template_ref` None): saved with the inspection. `result.product`, if
+      it names a registered product, then only labels the board: the product is linked, but its recipe
+      template is not claimed as the one used.
     """
 
     def __init__(self, recorder: InspectionRecorder, source: str = "pipeline") -> None:
         self.recorder = recorder
         self.source = source
 
-    def store(self, result: InspectionResult, test_image: np.ndarray, template_ref: str | None, source_key: str) -> str:
+    def store(
+        self,
+        result: InspectionResult,
+        test_image: np.ndarray,
+        template_ref: str | None,
+        source_key: str,
+        *,
+        template_image: np.ndarray | None = None,
+    ) -> str:
         product: Product | None = None
-        template_image: np.ndarray | None = None
         if template_ref:
             product = self._product(template_ref)
-            if product is None:
+            if product is None and template_image is None:
                 template_image = self._template_file(template_ref)
         if product is None and result.product:
-            # The image came with its own template (template_ref None): the product only labels it,
+            # The image came with its own template (pixels or a file): the product only labels it,
             # so link the product but do not claim its recipe template was used.
             labelled = self._product(result.product)
             if labelled is not None:
