@@ -47,7 +47,9 @@ def _progress() -> Progress:
 
 @app.command()
 def train(
-    dataset: Annotated[Path, typer.Argument(help="Dataset root (DeepPCB layout, YOLO folder or COCO JSON).")],
+    dataset: Annotated[
+        Path | None, typer.Argument(help="Dataset root (DeepPCB layout, YOLO folder or COCO JSON).")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder; the bundle lands in OUT/bundle.")] = Path(
         "runs/train"
     ),
@@ -64,9 +66,60 @@ def train(
             help="cv.json of `aoi cv` with this recipe: train on every group and take the folds' threshold.",
         ),
     ] = None,
+    reviews: Annotated[
+        Path | None,
+        typer.Option(
+            "--reviews",
+            help="A line's data folder: fine-tune its serving model on the operators' reviews instead of training"
+            " on DATASET; the candidate is compared with it on the most recent reviewed boards, registered in"
+            " DATA_DIR/models and promoted when it is not worse.",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="With --reviews: the line's PostgreSQL database.")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="With --reviews: the bundle to start from (default: the line's serving model)."),
+    ] = None,
+    holdout_fraction: Annotated[
+        float, typer.Option("--holdout-fraction", help="With --reviews: most recent share of boards kept to compare.")
+    ] = 0.25,
+    check_dataset: Annotated[
+        Path | None,
+        typer.Option("--check-dataset", help="With --reviews: a DeepPCB-layout dataset to compare the models on too."),
+    ] = None,
+    check_groups: Annotated[
+        str | None, typer.Option("--check-groups", help="With --check-dataset: its groups to use, comma-separated.")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", min=0.0, help="With --reviews: F/mAP drop still counted as not worse.")
+    ] = 0.0,
+    promote: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="With --reviews: promote a candidate that is not worse.")
+    ] = True,
 ) -> None:
-    """Train the candidate classifier and write a model bundle (ONNX + metadata). Resumable: rerun to continue."""
+    """Train the candidate classifier and write a model bundle (ONNX + metadata). Resumable: rerun to continue.
+
+    With --reviews DATA_DIR, fine-tune the line's serving model on what its operators decided instead."""
     from dataclasses import replace
+
+    if reviews is not None:
+        from aoi.models_cli import retrain
+
+        if dataset is not None:
+            err.print("[red]error:[/red] give a DATASET or --reviews DATA_DIR, not both (see --check-dataset)")
+            raise typer.Exit(2)
+        out = Path("runs/retrain") if out == Path("runs/train") else out
+        retrain(
+            reviews, database_url, out, model, epochs, holdout_fraction, check_dataset, check_groups, tolerance, promote
+        )
+        return
+    if dataset is None:
+        err.print(
+            "[red]error:[/red] give a DATASET to train on, or --reviews DATA_DIR to fine-tune on a line's reviews"
+        )
+        raise typer.Exit(2)
 
     from aoi.schema import InspectionInputError
 
@@ -358,6 +411,13 @@ def _register_service_commands() -> None:
     keys.command("list")(service_cli.keys_list)
     keys.command("revoke")(service_cli.keys_revoke)
     app.add_typer(keys, name="keys")
+    from aoi import models_cli
+
+    models = typer.Typer(no_args_is_help=True, help="The line's model registry: list, promote, roll back.")
+    models.command("list")(models_cli.models_list)
+    models.command("promote")(models_cli.models_promote)
+    models.command("rollback")(models_cli.models_rollback)
+    app.add_typer(models, name="models")
 
 
 _register_service_commands()

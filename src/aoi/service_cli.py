@@ -46,7 +46,10 @@ def serve(
         str | None, typer.Option("--camera-product", help="Product (id or name) of the camera's boards.")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", help="Model bundle folder (default: the bundled model).")
+        Path | None,
+        typer.Option(
+            "--model", help="Model bundle folder (default: the one promoted in DATA_DIR/models, else the bundled one)."
+        ),
     ] = None,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", help="Largest accepted request body, in MiB (413 above).")
@@ -149,7 +152,7 @@ def serve(
         typer.echo(f"error: cannot open the results database: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        inspector = Inspector.load(settings.model_bundle)
+        inspector = Inspector.load(settings.model_bundle or _promoted_model(storage.data_dir))
     except Exception as exc:
         storage.close()
         typer.echo(f"error: cannot load the model bundle: {exc}", err=True)
@@ -182,6 +185,16 @@ def serve(
         )
     finally:
         storage.close()
+
+
+def _promoted_model(data_dir: Path) -> Path | None:
+    """The bundle `aoi models promote` (or a retraining) made the line's own, if any."""
+    from aoi.models_cli import registry_of
+
+    bundle = registry_of(data_dir).active_bundle()
+    if bundle is not None:
+        log.info("serving the promoted model %s (aoi models list)", bundle.meta.version)
+    return None if bundle is None else bundle.path
 
 
 def _log_read_access(open_reads: bool, demo: bool) -> None:

@@ -526,6 +526,30 @@ def paint_copper(
     raise NoSuitableSpotError("no bare substrate wide enough for a copper blob")
 
 
+def paint_dust(image: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Lay `count` dust particles on bare substrate: soft grey specks (radius 2.5-5 px, grey 70-115 where
+    copper is 0 and substrate 255). Not a defect: a plant's operators reject them, and a model that has
+    never seen them may call them spurious copper (what the retraining loop is for)."""
+    view = _View(image)
+    out = image.astype(np.float32)
+    h, w = view.mask.shape
+    for _ in range(count):
+        radius_px = float(rng.uniform(2.5, 5.0))
+        ok = view.outside_px >= radius_px + 4
+        margin = int(radius_px) + 2
+        ok[:margin, :] = ok[h - margin :, :] = False
+        ok[:, :margin] = ok[:, w - margin :] = False
+        spot = next(_random_point_where(ok, rng, (), 0.0), None)
+        if spot is None:
+            break
+        speck = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(speck, [_blob(rng, spot, radius_px)], 255)
+        weight = cv2.GaussianBlur(speck.astype(np.float32) / 255.0, (5, 5), 1.0)
+        grey = float(rng.uniform(70, 115))
+        out = out * (1.0 - weight) + grey * weight
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def paint_pin_hole(
     image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
 ) -> tuple[np.ndarray, LabeledBox]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aoi.data.annotations import LabeledBox
-from aoi.detection.boxes import iou_matrix
+from aoi.detection.boxes import Box, iou_matrix
 from aoi.schema import Defect, DefectType
 
 DEEPPCB_IOU = 0.33
@@ -167,3 +167,24 @@ def confusion_matrix(
             if g not in hit:
                 matrix[t.type.value][BACKGROUND] += 1
     return matrix
+
+
+def same_defect_scores(reported_boxes: Sequence[Box], true_boxes: Sequence[Box]) -> np.ndarray:
+    """How clearly each reported defect is each true one, as an operator judges (0: not that defect):
+    its IoU when at least 0.33, else a small score when either box holds the other's centre (a person
+    confirms a real defect boxed loosely), else 0."""
+    reported = np.asarray(reported_boxes, np.float64).reshape(-1, 4)
+    true = np.asarray(true_boxes, np.float64).reshape(-1, 4)
+    overlap = iou_matrix(reported, true)
+
+    def centre_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
+        return (
+            (cx[:, None] >= b[None, :, 0])
+            & (cx[:, None] <= b[None, :, 2])
+            & (cy[:, None] >= b[None, :, 1])
+            & (cy[:, None] <= b[None, :, 3])
+        )
+
+    loose = centre_inside(reported, true) | centre_inside(true, reported).T
+    return np.where(overlap >= DEEPPCB_IOU, overlap, np.where(loose, 1e-3 + overlap * 1e-3, 0.0))

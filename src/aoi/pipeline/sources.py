@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -14,7 +16,10 @@ import numpy as np
 from aoi.pipeline.hotfolder import HotFolderSource
 from aoi.pipeline.protocols import CapturedImage, QueuePolicy, SourceError, StopFlag
 
-__all__ = ["DemoSource", "HotFolderSource", "SourceError", "VideoSource", "synthetic_pair"]
+if TYPE_CHECKING:
+    from aoi.data.synthetic import SyntheticPair
+
+__all__ = ["DemoSource", "HotFolderSource", "SourceError", "VideoSource", "demo_board", "synthetic_pair"]
 
 
 class VideoSource:
@@ -95,13 +100,25 @@ class VideoSource:
 PairFactory = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
-def synthetic_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(template, test) from the synthetic board generator: about half the boards are good, the rest
-    carry 1-4 defects, some slightly misaligned, so the demo line shows a realistic yield."""
-    from aoi.data.synthetic import make_pair  # imported on use: the demo is optional
+DUST_PROBABILITY = 0.3  # boards of the demo line that carry 1-3 dust specks (not defects)
+
+
+def demo_board(rng: np.random.Generator) -> SyntheticPair:
+    """One demo-line board with its true defects: about half the boards are good, the rest carry 1-4
+    defects, some slightly misaligned, and 30% carry dust specks, which are not defects but which a model
+    that never saw dust calls spurious copper: the false calls operators reject and retraining removes."""
+    from aoi.data.synthetic import make_pair, paint_dust  # imported on use: the demo is optional
 
     n_defects = (0, 0) if rng.random() < 0.5 else (1, 4)
     pair = make_pair(rng, n_defects=n_defects, misalign=bool(rng.random() < 0.3))
+    if rng.random() < DUST_PROBABILITY:
+        pair = replace(pair, test=paint_dust(pair.test, rng, int(rng.integers(1, 4))))
+    return pair
+
+
+def synthetic_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(template, test) of a demo-line board (see `demo_board`)."""
+    pair = demo_board(rng)
     return pair.template, pair.test
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,24 +77,40 @@ def reviewed_labels(inspection: StoredInspection) -> tuple[LabeledBox, ...] | No
     return tuple(labels)
 
 
+class ReviewedPairs:
+    """The fully reviewed inspections that have a template, read one at a time; after iterating,
+    `skipped` says how many partly reviewed ones were left out."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[ReviewedPair]:
+        self.skipped = 0
+        with self.storage.db.session() as session:
+            repo = InspectionRepository(session)
+            for inspection_id in repo.reviewed_inspection_ids():
+                inspection = repo.get(inspection_id)
+                if inspection is None or inspection.template_path is None:
+                    continue
+                labels = reviewed_labels(inspection)
+                if labels is None:
+                    self.skipped += 1
+                    continue
+                test = self.storage.images.load(inspection.test_image_path)
+                template = _load_template(self.storage, inspection.template_path)
+                yield ReviewedPair(inspection, test, template, labels)
+
+
+def iter_reviewed(storage: Storage) -> ReviewedPairs:
+    return ReviewedPairs(storage)
+
+
 def collect_reviewed(storage: Storage) -> tuple[list[ReviewedPair], int]:
     """Fully reviewed inspections that have a template, and how many partly reviewed ones were skipped."""
-    pairs: list[ReviewedPair] = []
-    skipped = 0
-    with storage.db.session() as session:
-        repo = InspectionRepository(session)
-        for inspection_id in repo.reviewed_inspection_ids():
-            inspection = repo.get(inspection_id)
-            if inspection is None or inspection.template_path is None:
-                continue
-            labels = reviewed_labels(inspection)
-            if labels is None:
-                skipped += 1
-                continue
-            test = storage.images.load(inspection.test_image_path)
-            template = _load_template(storage, inspection.template_path)
-            pairs.append(ReviewedPair(inspection, test, template, labels))
-    return pairs, skipped
+    reviewed = iter_reviewed(storage)
+    pairs = list(reviewed)
+    return pairs, reviewed.skipped
 
 
 def _load_template(storage: Storage, path: str) -> np.ndarray:

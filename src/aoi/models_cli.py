@@ -1,0 +1,163 @@
+"""Commands of the learning loop: `aoi train --reviews` and `aoi models list|promote|rollback`.
+
+The lead registers these functions in `aoi.cli`. The registry lives in `<data dir>/models`; `aoi serve`
+serves its promoted model unless `--model` names another.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from aoi.api.settings import DEFAULT_DATA_DIR
+from aoi.data.annotations import AnnotatedPair
+from aoi.detection.model_registry import ModelRegistry, RegistryError
+
+err = Console(stderr=True, soft_wrap=True)
+
+DataDirOption = Annotated[
+    Path, typer.Option("--data-dir", help="The line's data folder (its registry is DATA_DIR/models).")
+]
+
+
+def registry_of(data_dir: Path) -> ModelRegistry:
+    return ModelRegistry(Path(data_dir) / "models")
+
+
+def retrain(
+    reviews: Path,
+    database_url: str | None,
+    out: Path,
+    model: Path | None,
+    epochs: int | None,
+    holdout_fraction: float,
+    check_dataset: Path | None,
+    check_groups: str | None,
+    tolerance: float,
+    promote: bool,
+) -> None:
+    """`aoi train --reviews DATA_DIR`: fine-tune the serving model on the line's reviews (see `aoi train`)."""
+    from dataclasses import replace
+
+    from aoi.cli import _progress, _task_updater
+    from aoi.detection.bundle import ModelBundle
+    from aoi.schema import InspectionInputError
+    from aoi.storage import Storage
+
+    try:
+        from aoi.training.finetune import FineTuneSettings
+        from aoi.training.retrain import retrain_from_reviews
+        from aoi.training.trainer import load_dataset
+    except ImportError as exc:
+        err.print(f"[red]training needs the 'train' extra (pip install 'aoi[train]'): {exc}")
+        raise typer.Exit(2) from exc
+    if not reviews.is_dir():
+        err.print(f"[red]error:[/red] data folder {reviews} not found")
+        raise typer.Exit(2)
+    registry = registry_of(reviews)
+    try:
+        settings = FineTuneSettings(holdout_fraction=holdout_fraction)
+        if epochs is not None:
+            settings = replace(settings, epochs=epochs)
+        base = ModelBundle.load(model) if model is not None else (registry.active_bundle() or ModelBundle.load())
+        held_out: dict[str, Sequence[AnnotatedPair]] = {}
+        if check_dataset is not None:
+            groups = [g.strip() for g in (check_groups or "").split(",") if g.strip()]
+            pairs = load_dataset(check_dataset, "deeppcb", None)
+            chosen = [p for p in pairs if not groups or p.group in groups]
+            if not chosen:
+                raise InspectionInputError(f"no pairs of groups {groups} in {check_dataset}")
+            held_out[f"held-out groups {','.join(groups) or 'all'}"] = chosen
+        storage = Storage.open(reviews, database_url)
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        with _progress() as bar:
+            outcome = retrain_from_reviews(
+                storage,
+                registry,
+                base,
+                out,
+                settings,
+                held_out=held_out,
+                tolerance=tolerance,
+                promote=promote,
+                progress=_task_updater(bar),
+                log=bar.console.print,
+            )
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        storage.close()
+    comparison = outcome.result.comparison
+    if outcome.promoted:
+        err.print(f"promoted {outcome.registered.version}: restart `aoi serve` (or it serves it at its next start)")
+    elif comparison.fit_to_promote:
+        err.print(f"registered {outcome.registered.version}; promote it with `aoi models promote`")
+    else:
+        err.print(f"registered {outcome.registered.version}, not promoted: {'; '.join(comparison.reasons)}")
+    print(
+        json.dumps(
+            {
+                "candidate": outcome.registered.version,
+                "base": outcome.result.base_version,
+                "train_boards": outcome.result.train_boards,
+                "promoted": outcome.promoted,
+                **comparison.as_dict(),
+            }
+        )
+    )
+
+
+def models_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """The registered models, the one served (*) and how each compared with its base."""
+    registry = registry_of(data_dir)
+    try:
+        models, active = registry.models(), registry.active_version()
+    except RegistryError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if active is None:
+        typer.echo("serving: the bundled default model (nothing promoted)")
+    for entry in models:
+        marker = "*" if entry.version == active else " "
+        checks = entry.evidence.get("comparison", {}).get("checks", {})
+        summary = "; ".join(
+            f"{name}: F {pair['current']['f_score']:.4f} -> {pair['candidate']['f_score']:.4f}, false calls/board "
+            f"{pair['current']['false_calls_per_board']:.3f} -> {pair['candidate']['false_calls_per_board']:.3f}"
+            for name, pair in checks.items()
+        )
+        typer.echo(f"{marker} {entry.version}  added {entry.added_at}  {summary}".rstrip())
+
+
+def models_promote(
+    version: Annotated[str, typer.Argument(help="A version as `aoi models list` shows it.")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Serve this registered model from the next `aoi serve` start on."""
+    try:
+        registry_of(data_dir).promote(version, reason="by hand")
+    except RegistryError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(f"promoted {version}; restart `aoi serve` to serve it")
+
+
+def models_rollback(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Serve again the model served before the current one (the bundled default if none)."""
+    try:
+        now = registry_of(data_dir).rollback()
+    except RegistryError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(f"now serving {now or 'the bundled default model'}; restart `aoi serve` to serve it")
+
+
+__all__ = ["models_list", "models_promote", "models_rollback", "registry_of", "retrain"]
