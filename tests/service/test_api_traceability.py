@@ -104,7 +104,7 @@ BAD_SETUPS = [
     ({"file_pattern": "(?P<lot>" + "x" * 300 + ")"}, "the limit is 200"),
     ({"file_pattern": 5}, "must be a string"),
     ({"pattern": PATTERN}, "unknown key(s) 'pattern'"),
-    ({"code": "datamatrix"}, "trace.code must be one of qr"),
+    ({"code": "barcode"}, "trace.code must be one of qr, datamatrix"),
     ({"code_pattern": PATTERN}, "needs trace.code"),
 ]
 

@@ -77,7 +77,8 @@ class ProductOut(BaseModel):
     trace: dict[str, str | None] | None = Field(
         None,
         description="how its boards' lot and panel are read: {'file_pattern': regex with (?P<lot>...) and/or"
-        " (?P<panel>...), 'code': 'qr' or null, 'code_pattern': regex for the code's text}; null: not read",
+        " (?P<panel>...), 'code': 'qr', 'datamatrix' or null, 'code_pattern': regex for the code's text};"
+        " null: not read",
     )
 
 

@@ -1,10 +1,14 @@
 """A product's traceability setup: where its boards' lot and panel ids come from, and reading them.
 
-A scanner names its files after the board (`L2405_P0117.png`), and many panels carry a QR code with
-their serial. A product says how to read both: `file_pattern`, a regular expression with the named
-groups `lot` and/or `panel` searched in the file name (without folders and extension), and `code`:
-"qr" to decode a QR code on the panel (OpenCV's `QRCodeDetector`), whose text is the panel id, or is
-parsed by `code_pattern` (same groups) when the code holds more than the serial.
+A scanner names its files after the board (`L2405_P0117.png`), and many panels carry a 2-D code with
+their serial: a QR code, or (substrates and PCB panels, very often) a Data Matrix (ECC200). A product
+says how to read both: `file_pattern`, a regular expression with the named groups `lot` and/or `panel`
+searched in the file name (without folders and extension), and `code`: "qr" to decode a QR code on the
+panel (OpenCV's `QRCodeDetector`) or "datamatrix" to decode a Data Matrix (zxing-cpp, a self-contained
+wheel: OpenCV's Python wheels have no Data Matrix decoder). The code's text is the panel id, or is
+parsed by `code_pattern` (same groups) when the code holds more than the serial. A code not found or not
+decodable gives no value; so does a decoder error or a decoder not installed (logged as a warning, the
+latter once): never a failed inspection.
 
 Every road resolves a board's `Trace` with `resolve_trace`: the values given with the board (HTTP
 form fields) win, then the code on the panel, then the file name; the line is the service's own name
@@ -29,7 +33,7 @@ log = logging.getLogger(__name__)
 
 PATTERN_MAX_CHARS = 200
 GROUP_FIELDS = {"lot": "lot", "panel": "panel_id"}  # named group -> Trace field
-CODE_KINDS = ("qr",)
+CODE_KINDS = ("qr", "datamatrix")
 SETTING_KEYS = ("file_pattern", "code", "code_pattern")
 _NAME_MAX_CHARS = 500  # file names and code texts searched; longer ones are cut (a regex on a megabyte is slow)
 
@@ -64,7 +68,7 @@ class TraceSettings:
     """A product's traceability setup; validated when built, `to_dict()` is what the API takes and shows."""
 
     file_pattern: str | None = None
-    code: str | None = None  # "qr": read a QR code on the panel
+    code: str | None = None  # "qr" / "datamatrix": read that code on the panel (CODE_KINDS)
     code_pattern: str | None = None
     _compiled: dict[str, re.Pattern[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -77,7 +81,9 @@ class TraceSettings:
             )
         if self.code_pattern is not None:
             if self.code is None:
-                raise SchemaError('trace.code_pattern needs trace.code ("qr"): it parses the code\'s text')
+                raise SchemaError(
+                    f"trace.code_pattern needs trace.code (one of {', '.join(CODE_KINDS)}): it parses the code's text"
+                )
             self._compiled["code"] = compile_pattern(self.code_pattern, "trace.code_pattern")
 
     @property
@@ -153,6 +159,43 @@ def read_qr_code(image: np.ndarray) -> str | None:
     return text or None
 
 
+_warned: set[str] = set()  # warnings logged once per process (a missing decoder would warn on every board)
+
+
+def _warn_once(key: str, message: str, *args: object) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
+
+
+def read_datamatrix_code(image: np.ndarray) -> str | None:
+    """The text of a Data Matrix (ECC200) on the panel, or None when none is found or decoded, or when
+    zxing-cpp is not installed (warned once).
+
+    Decodes the image as given, 8-bit grayscale or BGR, for Data Matrix only; zxing-cpp also scans its own
+    downscaled copies (a code with coarse modules on a large scan) and rotations. No time limit exists in
+    zxing-cpp; its cost is bounded by the image: ~0.2 s for 8192x8192 and ~2 s for the largest accepted
+    panel (16384x16384) with no code on it, less than the QR path on the same image.
+    """
+    try:
+        import zxingcpp  # only when a product asks for a Data Matrix to be read
+    except ImportError as exc:
+        _warn_once("zxingcpp", "traceability: no Data Matrix decoder (pip install zxing-cpp): %s", exc)
+        return None
+    try:
+        formats = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.DataMatrix)
+        found = zxingcpp.read_barcode(np.ascontiguousarray(image), formats=formats)
+    except Exception as exc:  # a decoder's complaint about one image never fails its inspection
+        log.warning("traceability: Data Matrix detection failed: %s", exc)
+        return None
+    if found is None or not found.valid:
+        return None
+    return found.text or None
+
+
+CODE_READERS = {"qr": read_qr_code, "datamatrix": read_datamatrix_code}  # one per CODE_KINDS entry
+
+
 def resolve_trace(
     given: Trace,
     settings: TraceSettings | None,
@@ -166,8 +209,8 @@ def resolve_trace(
     """
     trace = given
     if settings is not None:
-        if settings.code == "qr" and image is not None and (trace.lot is None or trace.panel_id is None):
-            text = read_qr_code(image)
+        if settings.code is not None and image is not None and (trace.lot is None or trace.panel_id is None):
+            text = CODE_READERS[settings.code](image)
             if text is not None:
                 trace = trace.or_else(settings.from_code_text(text))
         if image_name:

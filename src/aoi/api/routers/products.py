@@ -14,8 +14,9 @@ router = APIRouter(prefix="/products", tags=["products"])
 
 TRACE_HELP = (
     "JSON traceability setup: {'file_pattern': a regex searched in the file name (no folder, no extension)"
-    " with the named groups (?P<lot>...) and/or (?P<panel>...), 'code': 'qr' to read a QR code on the panel"
-    " (its text is the panel id), 'code_pattern': a regex with the same groups for the code's text};"
+    " with the named groups (?P<lot>...) and/or (?P<panel>...), 'code': 'qr' to read a QR code or 'datamatrix'"
+    " to read a Data Matrix (ECC200) on the panel (its text is the panel id), 'code_pattern': a regex with"
+    " the same groups for the code's text};"
     " omitted: lot and panel come only from the upload's form fields"
 )
 
