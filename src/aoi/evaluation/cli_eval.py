@@ -40,9 +40,7 @@ def run_eval(
     images: list[ImageEval] = []
     failures = []
     stage_totals: dict[str, float] = {}
-    for outcome in run_pairs(
-        inspector, pairs, score_floor=inspector.meta.score_floor, workers=workers, processes=True
-    ):
+    for outcome in run_pairs(inspector, pairs, score_floor=inspector.meta.score_floor, workers=workers, processes=True):
         if outcome.failure is not None:
             failures.append(outcome.failure)
             console.print(f"[red]{outcome.failure.image_id}: {outcome.failure.error}: {outcome.failure.message}")

@@ -260,11 +260,10 @@ def fine_tune_network(
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    weights = hard_negative_weights(model, samples, threshold, settings.hard_negative_weight)
-    log(
-        f"{int((weights > 1).sum())} hard negatives (background the model reports)"
-        f" weigh {settings.hard_negative_weight}x"
-    )
+    weights = np.ones(len(samples.labels), np.float32)
+    if settings.hard_negative_weight != 1.0:
+        weights = hard_negative_weights(model, samples, threshold, settings.hard_negative_weight)
+        log(f"{int((weights > 1).sum())} hard negatives weigh {settings.hard_negative_weight}x")
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps = max(1, math.ceil(len(samples.labels) / settings.batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs * steps)
@@ -311,6 +310,7 @@ def fine_tune(
     settings: FineTuneSettings,
     *,
     checks: dict[str, Sequence[AnnotatedPair]],
+    replay: Sequence[AnnotatedPair] = (),
     tolerance: float = 0.0,
     source: str = "",
     progress: Progress | None = None,
@@ -319,7 +319,8 @@ def fine_tune(
     """Fine-tune `base` on `train_pairs` into `out_dir/bundle` and compare it with `base` on `checks`.
 
     The candidate keeps the base's threshold, scratch guard and candidate settings: it is judged at the
-    operating point the line already runs at."""
+    operating point the line already runs at. `replay`: pairs of the data the base learnt from, mixed in
+    so that the model does not forget it while it learns the line's boards."""
     from aoi.training.trainer import export_onnx
 
     if not train_pairs:
@@ -338,6 +339,19 @@ def fine_tune(
         workers=settings.workers,
         progress=(lambda n: progress("reviewed samples", n, len(train_pairs))) if progress else None,
     )
+    if replay:
+        log(f"replaying {len(replay)} pairs of the base model's own training data")
+        replayed = build_samples(
+            replay,
+            classes,
+            seed=settings.seed + 1,
+            augment=replace(augment, variants=1),
+            registration=base.meta.registration,
+            candidates=base.meta.candidates,
+            workers=settings.workers,
+            progress=(lambda n: progress("replay samples", n, len(replay))) if progress else None,
+        )
+        samples = SampleSet.concat([samples, replayed])
     used = samples.labels >= 0
     samples = SampleSet(samples.crops[used], samples.labels[used], samples.boxes[used], samples.image_index[used])
     if len(samples.labels) == 0:
@@ -358,6 +372,7 @@ def fine_tune(
         "fine_tuned_from": base.meta.version,
         "reviews": source,
         "reviewed_train_boards": len(train_pairs),
+        "replayed_pairs": len(replay),
         "samples_per_class": counts,
         "settings": asdict(settings),
         "torch": torch.__version__,
