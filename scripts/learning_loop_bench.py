@@ -5,11 +5,13 @@
 2. An operator who knows each board's true defects reviews every reported defect
    (`aoi.evaluation.simulated_operator`: confirm, reclassify, false call, add the missed ones).
 3. `retrain_from_reviews` (what `aoi train --reviews DATA_DIR` runs) fine-tunes the serving model on
-   the older reviewed boards, compares it on the most recent ones and promotes it if not worse.
+   the older reviewed boards (with `--deeppcb`, replaying DeepPCB pairs of the groups it trained on),
+   compares it on the most recent ones (and on the DeepPCB check groups) and promotes it if not worse.
 4. The next NEXT demo boards (another seed, never reviewed) are inspected by the model that served
    before and by the one that serves now; false calls per board, F-score and recall of each.
 
-    .venv/bin/python scripts/learning_loop_bench.py --review 300 --next 200 --out runs/loop-bench
+    .venv/bin/python scripts/learning_loop_bench.py --review 300 --next 200 --out runs/loop-bench \
+        --deeppcb ../shared/datasets/deeppcb/PCBData   # replay 300 pairs of 5 groups, check on the other 2
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from aoi.storage import Storage
 from aoi.storage.inspections import InspectionFilter, InspectionRepository
 from aoi.training.finetune import FineTuneSettings, score_model
 from aoi.training.retrain import retrain_from_reviews
+from aoi.training.trainer import load_dataset
 
 
 def run_demo_line(storage: Storage, inspector: Inspector, boards: int, seed: int) -> dict[str, list[LabeledBox]]:
@@ -76,6 +79,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=FineTuneSettings().epochs)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--out", type=Path, default=Path("runs/loop-bench"))
+    parser.add_argument(
+        "--deeppcb", type=Path, help="DeepPCB root: replay its training groups, check its --check-groups"
+    )
+    parser.add_argument("--check-groups", default="group77000,group92000")
+    parser.add_argument("--replay-pairs", type=int, default=300)
     args = parser.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
@@ -84,9 +92,24 @@ def main() -> None:
     base = Inspector.load()
     truth = run_demo_line(storage, base, args.review, args.seed)
     tally = review_with_truth(storage, truth, _all_ids(storage))
+    held_out: dict[str, list[AnnotatedPair]] = {}
+    replay: list[AnnotatedPair] = []
+    if args.deeppcb is not None:
+        groups = set(args.check_groups.split(","))
+        dataset = load_dataset(args.deeppcb, "deeppcb", None)
+        held_out[f"DeepPCB {args.check_groups}"] = [p for p in dataset if p.group in groups]
+        pool = [p for p in dataset if p.group not in groups]
+        picked = np.random.default_rng(args.seed).choice(len(pool), min(args.replay_pairs, len(pool)), replace=False)
+        replay = [pool[i] for i in sorted(picked)]
     registry = ModelRegistry(storage.data_dir / "models")
     outcome = retrain_from_reviews(
-        storage, registry, base.bundle, args.out / "retrain", FineTuneSettings(epochs=args.epochs)
+        storage,
+        registry,
+        base.bundle,
+        args.out / "retrain",
+        FineTuneSettings(epochs=args.epochs),
+        held_out=held_out,
+        replay=replay,
     )
     storage.close()
     serving_bundle = registry.active_bundle()

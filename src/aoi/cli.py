@@ -98,6 +98,17 @@ def train(
     promote: Annotated[
         bool, typer.Option("--promote/--no-promote", help="With --reviews: promote a candidate that is not worse.")
     ] = True,
+    replay_dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay-dataset",
+            help="With --reviews: a DeepPCB-layout dataset the model learnt from, replayed while fine-tuning so it"
+            " is not forgotten (never the --check-groups).",
+        ),
+    ] = None,
+    replay_pairs: Annotated[
+        int, typer.Option("--replay-pairs", min=1, help="With --replay-dataset: how many of its pairs to replay.")
+    ] = 300,
 ) -> None:
     """Train the candidate classifier and write a model bundle (ONNX + metadata). Resumable: rerun to continue.
 
@@ -112,7 +123,18 @@ def train(
             raise typer.Exit(2)
         out = Path("runs/retrain") if out == Path("runs/train") else out
         retrain(
-            reviews, database_url, out, model, epochs, holdout_fraction, check_dataset, check_groups, tolerance, promote
+            reviews,
+            database_url,
+            out,
+            model,
+            epochs,
+            holdout_fraction,
+            check_dataset,
+            check_groups,
+            tolerance,
+            promote,
+            replay_dataset,
+            replay_pairs,
         )
         return
     if dataset is None:

@@ -7,6 +7,7 @@ serves its promoted model unless `--model` names another.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,8 @@ def retrain(
     check_groups: str | None,
     tolerance: float,
     promote: bool,
+    replay_dataset: Path | None = None,
+    replay_pairs: int = 300,
 ) -> None:
     """`aoi train --reviews DATA_DIR`: fine-tune the serving model on the line's reviews (see `aoi train`)."""
     from dataclasses import replace
@@ -66,13 +69,25 @@ def retrain(
             settings = replace(settings, epochs=epochs)
         base = ModelBundle.load(model) if model is not None else (registry.active_bundle() or ModelBundle.load())
         held_out: dict[str, Sequence[AnnotatedPair]] = {}
+        groups = [g.strip() for g in (check_groups or "").split(",") if g.strip()]
         if check_dataset is not None:
-            groups = [g.strip() for g in (check_groups or "").split(",") if g.strip()]
             pairs = load_dataset(check_dataset, "deeppcb", None)
             chosen = [p for p in pairs if not groups or p.group in groups]
             if not chosen:
                 raise InspectionInputError(f"no pairs of groups {groups} in {check_dataset}")
             held_out[f"held-out groups {','.join(groups) or 'all'}"] = chosen
+        replay: list[AnnotatedPair] = []
+        if replay_dataset is not None:
+            checked = {(p.test_path.resolve(), p.image_id) for chosen in held_out.values() for p in chosen}
+            pool = [
+                p
+                for p in load_dataset(replay_dataset, "deeppcb", None)
+                if (p.test_path.resolve(), p.image_id) not in checked and p.group not in groups
+            ]
+            if not pool:
+                raise InspectionInputError(f"{replay_dataset}: no pairs outside the check groups to replay")
+            pick = random.Random(settings.seed).sample(range(len(pool)), min(replay_pairs, len(pool)))
+            replay = [pool[i] for i in sorted(pick)]
         storage = Storage.open(reviews, database_url)
     except InspectionInputError as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -86,6 +101,7 @@ def retrain(
                 out,
                 settings,
                 held_out=held_out,
+                replay=replay,
                 tolerance=tolerance,
                 promote=promote,
                 progress=_task_updater(bar),

@@ -198,3 +198,30 @@ def test_models_cli_lists_promotes_and_rolls_back(tmp_path: Path) -> None:
     assert back.exit_code == 0 and "bundled default" in back.output and registry.active_version() is None
     assert _promoted_model(tmp_path) is None
     json.loads((tmp_path / "models" / "registry.json").read_text())
+
+
+def test_a_replayed_pair_may_not_be_in_a_check_set(tmp_path: Path) -> None:
+    from aoi.data.annotations import AnnotatedPair, DatasetError
+
+    pair = AnnotatedPair("p", tmp_path / "p_test.png", tmp_path / "p_temp.png")
+    storage = Storage.open(tmp_path / "line")
+    with pytest.raises(DatasetError, match="also in a check set"):
+        retrain_from_reviews(
+            storage,
+            ModelRegistry(tmp_path / "models"),
+            ModelBundle.load(),
+            tmp_path / "out",
+            FineTuneSettings(),
+            held_out={"groups": [pair]},
+            replay=[pair],
+        )
+    storage.close()
+    assert not (tmp_path / "models").exists()
+
+
+def test_cli_refuses_a_replay_dataset_that_is_not_there(tmp_path: Path) -> None:
+    Storage.open(tmp_path / "line").close()
+    result = CliRunner().invoke(
+        app, ["train", "--reviews", str(tmp_path / "line"), "--replay-dataset", str(tmp_path / "none")]
+    )
+    assert result.exit_code == 2 and "error" in result.output

@@ -76,12 +76,18 @@ def retrain_from_reviews(
     settings: FineTuneSettings,
     *,
     held_out: dict[str, Sequence[AnnotatedPair]] | None = None,
+    replay: Sequence[AnnotatedPair] = (),
     tolerance: float = 0.0,
     promote: bool = True,
     progress: Progress | None = None,
     log: Callable[[str], None] = print,
 ) -> RetrainOutcome:
-    """One turn of the loop. `held_out`: further check sets (e.g. dataset groups never trained on)."""
+    """One turn of the loop. `held_out`: further check sets (e.g. dataset groups never trained on);
+    `replay`: pairs of the data the serving model learnt from, mixed into fine-tuning so it does not forget
+    them (none of them may be in a check set)."""
+    in_checks = {p.test_path for pairs in (held_out or {}).values() for p in pairs}
+    if any(p.test_path in in_checks for p in replay):
+        raise DatasetError("a replayed pair is also in a check set: the comparison would not be held out")
     staged = stage_reviews(storage, out_dir / "reviewed")
     log(
         f"{len(staged.pairs)} fully reviewed boards with a template"
@@ -95,6 +101,7 @@ def retrain_from_reviews(
         out_dir,
         settings,
         checks=checks,
+        replay=replay,
         tolerance=tolerance,
         source=f"{storage.data_dir}",
         progress=progress,
