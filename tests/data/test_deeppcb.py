@@ -1,4 +1,4 @@
-"""The DeepPCB reader: annotation parsing, list files, group splits and the submission format."""
+"""The DeepPCB layout: annotation parsing, list files, group splits, the submission format and the writer."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import pytest
 
 from aoi.data.annotations import DatasetError, LabeledBox
 from aoi.data.deeppcb import (
+    DeepPCBPair,
     format_annotation,
     format_submission,
     parse_annotation_text,
     read_deeppcb,
     split_by_group,
+    write_deeppcb_pairs,
 )
+from aoi.data.images import read_image
 from aoi.data.synthetic import make_pair, write_deeppcb_layout
 from aoi.schema import Defect, DefectType
 
@@ -79,6 +82,32 @@ def test_rewriting_a_group_replaces_its_list_lines(tmp_path: Path) -> None:
     lines = (tmp_path / "list.txt").read_text().splitlines()
     assert lines == ["group8/8/8000.jpg group8/8_not/8000.txt", "group7/7/7000.jpg group7/7_not/7000.txt"]
     assert [p.image_id for p in read_deeppcb(tmp_path, "list.txt")] == ["8000", "7000"]
+
+
+def test_write_deeppcb_pairs_interleaves_groups_and_reads_back(tmp_path: Path) -> None:
+    """The one DeepPCB writer (behind the synthetic layout and the reviewed-board export): pairs of several
+    groups in one call, listed in order in `trainval.txt` (what `read_deeppcb` reads by default)."""
+    rng = np.random.default_rng(9)
+    made = [make_pair(rng, n_defects=(1, 2), size_wh=(128, 96)) for _ in range(3)]
+    written = [
+        DeepPCBPair(group, "0", image_id, p.test, p.template, p.labels)
+        for (group, image_id), p in zip([("group_a", "x1"), ("group_b", "x2"), ("group_a", "x3")], made, strict=True)
+    ]
+    list_path = write_deeppcb_pairs(tmp_path, written, jpeg_quality=100)
+    assert list_path == tmp_path / "trainval.txt"
+    assert list_path.read_text().splitlines()[1] == "group_b/0/x2.jpg group_b/0_not/x2.txt"
+    read = read_deeppcb(tmp_path)
+    assert [(p.group, p.image_id) for p in read] == [("group_a", "x1"), ("group_b", "x2"), ("group_a", "x3")]
+    for original, loaded in zip(made, read, strict=True):
+        assert loaded.test_path == tmp_path / loaded.group / "0" / f"{loaded.image_id}_test.jpg"
+        assert loaded.labels == original.labels
+        assert np.abs(read_image(loaded.test_path).astype(int) - original.test).max() <= 2
+        assert np.abs(read_image(loaded.template_path).astype(int) - original.template).max() <= 2
+    # without replace_groups the list names just the new pairs; with it, other groups' lines are kept
+    write_deeppcb_pairs(tmp_path, written[1:2])
+    assert [p.image_id for p in read_deeppcb(tmp_path)] == ["x2"]
+    write_deeppcb_pairs(tmp_path, written[:1], replace_groups=["group_a"])
+    assert [p.image_id for p in read_deeppcb(tmp_path)] == ["x2", "x1"]
 
 
 def test_split_by_group_holds_out_whole_groups(two_groups: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import cv2
@@ -221,3 +222,26 @@ def test_deeppcb_layout_round_trip(tmp_path: Path) -> None:
         assert np.mean(np.abs(read_image(loaded.template_path).astype(int) - original.template)) < 2.0
     scratch_code = (tmp_path / "group90000/90000_not/90000000.txt").read_text()
     assert all(line.split()[-1] in "1234567" for line in scratch_code.splitlines())
+
+
+# every public name of the old single module, by the module of the package that now defines it
+PAINTED_TYPES = [f"paint_{t.value.replace('-', '_')}" for t in DefectType]
+OLD_PUBLIC_NAMES_BY_HOME = {
+    "rendering": ["BOX_MARGIN_PX", "DEFAULT_SIZE_WH", "PX_PER_MM", "changed_box", "copper_mask", "render_mask"],
+    "boards": ["generate_template"],
+    "painters": ["PAINTERS", "NoSuitableSpotError", "Painter", "paint_defect", "paint_dust", *PAINTED_TYPES],
+    "perturbation": ["perturb"],
+    "pairs": ["SyntheticPair", "make_pair", "write_deeppcb_layout"],
+}
+
+
+def test_every_public_name_of_the_old_module_is_importable_from_the_package() -> None:
+    """`aoi.data.synthetic` was one module; as a package it still re-exports every public name."""
+    import aoi.data.synthetic as synthetic
+
+    expected = [name for names in OLD_PUBLIC_NAMES_BY_HOME.values() for name in names]
+    assert sorted(synthetic.__all__) == sorted(expected)
+    for home, names in OLD_PUBLIC_NAMES_BY_HOME.items():
+        module = importlib.import_module(f"aoi.data.synthetic.{home}")
+        for name in names:
+            assert getattr(synthetic, name) is getattr(module, name), name  # `perturb` is the function

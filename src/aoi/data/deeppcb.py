@@ -2,12 +2,17 @@
 
 The list names `groupN/N/XXXXXXXX.jpg`; on disk the pair is `XXXXXXXX_test.jpg` and
 `XXXXXXXX_temp.jpg`; annotations are `x1 y1 x2 y2 code` lines (commas tolerated).
+`read_deeppcb` reads it; `write_deeppcb_pairs` writes it (synthetic boards, reviewed-board exports).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from aoi.data.annotations import AnnotatedPair, DatasetError, LabeledBox
 from aoi.schema import CODE_OF_TYPE, DEEPPCB_CODES, Defect, SchemaError
@@ -101,3 +106,56 @@ def format_annotation(labels: Iterable[LabeledBox]) -> str:
         f"{int(round(b.box_px[3]))} {CODE_OF_TYPE[b.type]}\n"
         for b in labels
     )
+
+
+@dataclass(frozen=True, eq=False)
+class DeepPCBPair:
+    """One pair to write: `<group>/<folder>/<image_id>_test.jpg`, `_temp.jpg`, `<group>/<folder>_not/<image_id>.txt`."""
+
+    group: str
+    folder: str
+    image_id: str
+    test: np.ndarray
+    template: np.ndarray
+    labels: Sequence[LabeledBox]
+
+
+def write_deeppcb_pairs(
+    root: Path | str,
+    pairs: Iterable[DeepPCBPair],
+    *,
+    list_name: str = "trainval.txt",
+    jpeg_quality: int = 95,
+    replace_groups: Collection[str] | None = None,
+) -> Path:
+    """Write `pairs` in the DeepPCB layout under `root` and a list file `root/list_name` naming them in order;
+    returns the list path.
+
+    Without `replace_groups` the list file names just `pairs`. With it, lines already in the list file are
+    kept unless they name one of those groups (listed first, in their order), so several groups can be
+    written into one root, one call each.
+    """
+    root = Path(root)
+    jpeg = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
+    lines = []
+    for pair in pairs:
+        image_dir, ann_dir = root / pair.group / pair.folder, root / pair.group / f"{pair.folder}_not"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        ann_dir.mkdir(parents=True, exist_ok=True)
+        for suffix, pixels in (("test", pair.test), ("temp", pair.template)):
+            path = image_dir / f"{pair.image_id}_{suffix}.jpg"
+            ok, encoded = cv2.imencode(".jpg", pixels, jpeg)
+            if not ok:
+                raise OSError(f"could not encode {path}")
+            path.write_bytes(encoded.tobytes())
+        (ann_dir / f"{pair.image_id}.txt").write_text(format_annotation(pair.labels))
+        lines.append(
+            f"{pair.group}/{pair.folder}/{pair.image_id}.jpg {pair.group}/{pair.folder}_not/{pair.image_id}.txt"
+        )
+    list_path = root / list_name
+    kept: list[str] = []
+    if replace_groups is not None and list_path.is_file():
+        replaced = tuple(f"{group}/" for group in replace_groups)
+        kept = [ln for ln in list_path.read_text().splitlines() if ln.strip() and not ln.startswith(replaced)]
+    list_path.write_text("".join(f"{ln}\n" for ln in kept + lines))
+    return list_path

@@ -26,13 +26,11 @@ import cv2
 import numpy as np
 
 from aoi.data.annotations import AnnotatedPair, LabeledBox
-from aoi.data.deeppcb import format_annotation
+from aoi.data.deeppcb import DeepPCBPair, write_deeppcb_pairs
 from aoi.schema import DefectType
 from aoi.storage import Storage
 from aoi.storage.inspections import InspectionRepository
 from aoi.storage.records import StoredInspection
-
-JPEG_LOSSLESS_ENOUGH = [cv2.IMWRITE_JPEG_QUALITY, 100]
 
 
 class ExportFormat(enum.StrEnum):
@@ -151,28 +149,15 @@ def _group_name(inspection: StoredInspection) -> str:
     return "group_" + re.sub(r"[^A-Za-z0-9_-]+", "_", name)
 
 
-def _write_jpeg(path: Path, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".jpg", image, JPEG_LOSSLESS_ENOUGH)
-    if not ok:
-        raise ExportError(f"could not encode {path}")
-    path.write_bytes(encoded.tobytes())
-
-
 def _write_deeppcb(pairs: list[ReviewedPair], out: Path) -> None:
-    """DeepPCB layout: `<group>/<n>/<id>_test.jpg`, `_temp.jpg`, `<group>/<n>_not/<id>.txt`, `trainval.txt`."""
-    lines = []
-    for pair in pairs:
-        group = _group_name(pair.inspection)
-        image_dir = out / group / "0"
-        label_dir = out / group / "0_not"
-        image_dir.mkdir(parents=True, exist_ok=True)
-        label_dir.mkdir(parents=True, exist_ok=True)
-        stem = pair.inspection.id
-        _write_jpeg(image_dir / f"{stem}_test.jpg", pair.test)
-        _write_jpeg(image_dir / f"{stem}_temp.jpg", pair.template)
-        (label_dir / f"{stem}.txt").write_text(format_annotation(pair.labels))
-        lines.append(f"{group}/0/{stem}.jpg {group}/0_not/{stem}.txt\n")
-    (out / "trainval.txt").write_text("".join(lines))
+    """DeepPCB layout: `<group>/0/<id>_test.jpg`, `_temp.jpg`, `<group>/0_not/<id>.txt`, `trainval.txt`, with
+    a group per product and the inspection ids; JPEG quality 100 (near lossless)."""
+    write_deeppcb_pairs(
+        out,
+        (DeepPCBPair(_group_name(p.inspection), "0", p.inspection.id, p.test, p.template, p.labels) for p in pairs),
+        list_name="trainval.txt",
+        jpeg_quality=100,
+    )
 
 
 def _write_with_data_writer(pairs: list[ReviewedPair], out: Path, fmt: ExportFormat) -> None:

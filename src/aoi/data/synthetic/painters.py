@@ -1,37 +1,24 @@
-"""Synthetic template/test board pairs that look like DeepPCB scans, with painted defects and exact boxes.
+"""Defect painters: each edits the copper mask locally and re-renders only the touched neighbourhood, so the
+tested image differs from its input exactly where the defect was painted; plus dust (not a defect).
 
-DeepPCB images are 640x640 8-bit binarised scans (copper dark ~0, bare substrate bright ~255, ~48 px/mm;
-checked on its annotations: spurious copper makes a tested image darker) whose edges
-are slightly soft. We lay out copper as a binary mask, render it with a small Gaussian blur, and paint
-each defect by editing the mask locally and re-rendering only the touched neighbourhood, so that the
-tested image differs from its template exactly where a defect was painted. Boxes follow the DeepPCB
-labelling habit: the tight box of the changed pixels grown by 8 px on each side, clipped to the image.
-
-Box coordinates are continuous pixel coordinates: pixel column `i` spans [i, i + 1).
-All randomness comes from the `np.random.Generator` passed in: the same seed gives the same images.
+A painter returns the new image (the input is not modified) and the DeepPCB-style box of the change, and
+avoids the boxes it is given; it raises `NoSuitableSpotError` when the board has no place for its defect.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from aoi.data.annotations import LabeledBox
-from aoi.data.deeppcb import format_annotation
 from aoi.data.images import validate_image
-from aoi.schema import DEFAULT_PX_PER_MM, DEFECT_CATALOGUE, BoxXYXY, DefectType
+from aoi.data.synthetic.rendering import BOX_MARGIN_PX, changed_box, copper_mask, rerender
+from aoi.schema import DEFECT_CATALOGUE, BoxXYXY, DefectType
 
-PX_PER_MM = DEFAULT_PX_PER_MM
-BOX_MARGIN_PX = 8
-DEFAULT_SIZE_WH = (640, 640)
-_SOFT_SIGMA_PX = 0.7
-_SOFT_KERNEL_PX = 5
-_SOFT_RADIUS_PX = _SOFT_KERNEL_PX // 2
 _MAX_TRIES = 80
 
 
@@ -39,147 +26,7 @@ class NoSuitableSpotError(RuntimeError):
     """A painter found no place on the image where its defect can be painted (e.g. no trace, all avoided)."""
 
 
-@dataclass(frozen=True, eq=False)
-class SyntheticPair:
-    """A golden template, the tested image with painted defects, and the ground-truth boxes."""
-
-    template: np.ndarray
-    test: np.ndarray
-    labels: tuple[LabeledBox, ...]
-
-
 Painter = Callable[[np.ndarray, np.random.Generator, Sequence[BoxXYXY | LabeledBox]], tuple[np.ndarray, LabeledBox]]
-
-
-# ---------------------------------------------------------------------------------------------- rendering
-
-
-def render_mask(copper: np.ndarray) -> np.ndarray:
-    """Render a boolean copper mask as a soft-edged 8-bit scan in DeepPCB polarity (copper 0, substrate 255)."""
-    soft = cv2.GaussianBlur(copper.astype(np.float32) * 255.0, (_SOFT_KERNEL_PX, _SOFT_KERNEL_PX), _SOFT_SIGMA_PX)
-    return (255 - np.clip(np.rint(soft), 0, 255)).astype(np.uint8)
-
-
-def copper_mask(image: np.ndarray) -> np.ndarray:
-    """Binarise a scan: True where copper (dark)."""
-    return np.asarray(image) < 128
-
-
-# ---------------------------------------------------------------------------------------------- template
-
-
-def generate_template(rng: np.random.Generator, size_wh: tuple[int, int] = DEFAULT_SIZE_WH) -> np.ndarray:
-    """A defect-free board: copper planes, nets of pads/vias joined by 0/45/90-degree traces, spare vias.
-
-    Every conductor keeps a clearance of 8-18 px to the others, so a copper bridge is a real short.
-    """
-    w, h = int(size_wh[0]), int(size_wh[1])
-    if w < 64 or h < 64:
-        raise ValueError(f"size_wh must be at least 64x64, got {size_wh}")
-    layout = _Layout(w, h)
-    for _ in range(int(rng.integers(1, 3))):
-        for _attempt in range(20):
-            if layout.try_add(_draw_plane(rng, w, h), clearance_px=float(rng.uniform(10, 18))):
-                break
-    target_nets = int(rng.integers(30, 50)) * w * h // (640 * 640) + 2
-    for _attempt in range(target_nets * 15):
-        if layout.n_added >= target_nets + 2:
-            break
-        layout.try_add(_draw_net(rng, w, h), clearance_px=float(rng.uniform(8, 16)))
-    for _attempt in range(40):
-        layout.try_add(_draw_terminal_alone(rng, w, h), clearance_px=float(rng.uniform(8, 16)))
-    return render_mask(layout.copper)
-
-
-class _Layout:
-    """Copper placed so far, and the distance of every substrate pixel to it (for the clearance rule)."""
-
-    def __init__(self, w: int, h: int) -> None:
-        self.copper = np.zeros((h, w), bool)
-        self._distance_px: np.ndarray = np.full((h, w), 1e6, np.float32)
-        self.n_added = 0
-
-    def try_add(self, element: np.ndarray, clearance_px: float) -> bool:
-        drawn = element > 0
-        if not drawn.any() or float(self._distance_px[drawn].min()) < clearance_px:
-            return False
-        self.copper |= drawn
-        self._distance_px = cv2.distanceTransform((~self.copper).astype(np.uint8), cv2.DIST_L2, 5)
-        self.n_added += 1
-        return True
-
-
-_DIRECTIONS = [(math.cos(k * math.pi / 4), math.sin(k * math.pi / 4)) for k in range(8)]
-
-
-def _draw_plane(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """A copper pour with a chamfered corner and a few isolated vias in clearance holes."""
-    canvas = np.zeros((h, w), np.uint8)
-    pw, ph = int(rng.uniform(0.15, 0.35) * w), int(rng.uniform(0.12, 0.3) * h)
-    x0, y0 = int(rng.integers(-pw // 3, w - pw * 2 // 3)), int(rng.integers(-ph // 3, h - ph * 2 // 3))
-    c = int(rng.uniform(0.1, 0.35) * min(pw, ph))
-    poly = np.array([(x0 + c, y0), (x0 + pw, y0), (x0 + pw, y0 + ph), (x0, y0 + ph), (x0, y0 + c)], np.int32)
-    cv2.fillPoly(canvas, [poly], 255)
-    placed: list[tuple[int, int, int]] = []
-    for _ in range(int(rng.integers(0, 4))):
-        ring_r = int(rng.integers(8, 13))
-        hole_r = int(rng.integers(30, 50) * ring_r // 100)
-        gap = int(rng.integers(6, 10))
-        reach = ring_r + gap + 6
-        if pw <= 2 * reach or ph <= 2 * reach:
-            break
-        cx, cy = int(rng.integers(x0 + reach, x0 + pw - reach)), int(rng.integers(y0 + reach, y0 + ph - reach))
-        if any(math.hypot(cx - px, cy - py) < reach + pr for px, py, pr in placed):
-            continue
-        placed.append((cx, cy, reach))
-        cv2.circle(canvas, (cx, cy), ring_r + gap, 0, -1)
-        cv2.circle(canvas, (cx, cy), ring_r, 255, -1)
-        cv2.circle(canvas, (cx, cy), hole_r, 0, -1)
-    return canvas
-
-
-def _draw_terminal(canvas: np.ndarray, rng: np.random.Generator, xy: tuple[int, int], trace_w: int) -> None:
-    """A rectangular pad, round pad or via (ring with a drilled hole) at `xy`, larger than the trace."""
-    kind = int(rng.integers(0, 3))
-    x, y = xy
-    if kind == 0:
-        hw, hh = int(rng.integers(trace_w // 2 + 4, trace_w // 2 + 16)), int(rng.integers(trace_w // 2 + 4, 24))
-        cv2.rectangle(canvas, (x - hw, y - hh), (x + hw, y + hh), 255, -1)
-    elif kind == 1:
-        cv2.circle(canvas, (x, y), int(rng.integers(max(8, trace_w // 2 + 3), 18)), 255, -1)
-    else:
-        ring_r = int(rng.integers(max(8, trace_w // 2 + 4), 16))
-        cv2.circle(canvas, (x, y), ring_r, 255, -1)
-        cv2.circle(canvas, (x, y), int(ring_r * rng.uniform(0.35, 0.55)), 0, -1)
-
-
-def _draw_net(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Two terminals joined by a polyline of 1-4 segments at multiples of 45 degrees."""
-    canvas = np.zeros((h, w), np.uint8)
-    trace_w = int(rng.integers(6, 21))
-    x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
-    points = [(int(round(x)), int(round(y)))]
-    heading = int(rng.integers(0, 8))
-    for segment in range(int(rng.integers(1, 5))):
-        if segment:
-            heading = (heading + int(rng.choice([-2, -1, 1, 2]))) % 8
-        length = float(rng.uniform(40, 240))
-        dx, dy = _DIRECTIONS[heading]
-        x, y = x + dx * length, y + dy * length
-        points.append((int(round(x)), int(round(y))))
-    cv2.polylines(canvas, [np.array(points, np.int32)], False, 255, trace_w, cv2.LINE_8)
-    _draw_terminal(canvas, rng, points[0], trace_w)
-    _draw_terminal(canvas, rng, points[-1], trace_w)
-    return canvas
-
-
-def _draw_terminal_alone(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    canvas = np.zeros((h, w), np.uint8)
-    _draw_terminal(canvas, rng, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(6, 14)))
-    return canvas
-
-
-# ---------------------------------------------------------------------------------------------- painting helpers
 
 
 def _as_box(item: BoxXYXY | LabeledBox) -> BoxXYXY:
@@ -193,38 +40,6 @@ def _overlaps_any(box: BoxXYXY, avoid: Sequence[BoxXYXY | LabeledBox]) -> bool:
         if x1 < a2 and a1 < x2 and y1 < b2 and b1 < y2:
             return True
     return False
-
-
-def changed_box(before: np.ndarray, after: np.ndarray, margin_px: int = BOX_MARGIN_PX) -> BoxXYXY | None:
-    """DeepPCB-style box: tight box of the pixels that differ, grown by `margin_px`, clipped to the image."""
-    ys, xs = np.nonzero(before != after)
-    if xs.size == 0:
-        return None
-    h, w = before.shape[:2]
-    return (
-        float(max(0, int(xs.min()) - margin_px)),
-        float(max(0, int(ys.min()) - margin_px)),
-        float(min(w, int(xs.max()) + 1 + margin_px)),
-        float(min(h, int(ys.max()) + 1 + margin_px)),
-    )
-
-
-def _rerender(image: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Write the rendering of `new` into a copy of `image`, only around pixels where the masks differ."""
-    ys, xs = np.nonzero(old != new)
-    out = image.copy()
-    if xs.size == 0:
-        return out
-    h, w = old.shape
-    pad = 2 * _SOFT_RADIUS_PX
-    x0, y0 = max(0, int(xs.min()) - pad), max(0, int(ys.min()) - pad)
-    x1, y1 = min(w, int(xs.max()) + 1 + pad), min(h, int(ys.max()) + 1 + pad)
-    soft = render_mask(new[y0:y1, x0:x1])
-    kernel = np.ones((2 * _SOFT_RADIUS_PX + 1, 2 * _SOFT_RADIUS_PX + 1), np.uint8)
-    region = cv2.dilate((old[y0:y1, x0:x1] != new[y0:y1, x0:x1]).astype(np.uint8), kernel) > 0
-    crop = out[y0:y1, x0:x1]
-    crop[region] = soft[region]
-    return out
 
 
 class _View:
@@ -270,7 +85,7 @@ class _View:
         self, new_mask: np.ndarray, kind: DefectType, avoid: Sequence[BoxXYXY | LabeledBox]
     ) -> tuple[np.ndarray, LabeledBox] | None:
         """Render the edit; None when it changed nothing or its box would overlap an avoided box."""
-        out = _rerender(self.image, self.mask, new_mask)
+        out = rerender(self.image, self.mask, new_mask)
         box = changed_box(self.image, out)
         if box is None or _overlaps_any(box, avoid):
             return None
@@ -630,127 +445,3 @@ def paint_defect(
 ) -> tuple[np.ndarray, LabeledBox]:
     """Paint one defect of `defect_type`; returns the new image (the input is not modified) and its box."""
     return PAINTERS[DefectType.parse(defect_type)](image, rng, avoid)
-
-
-# ---------------------------------------------------------------------------------------------- pairs
-
-
-def perturb(
-    image: np.ndarray,
-    labels: Iterable[LabeledBox],
-    shift_xy_px: tuple[float, float] = (0.0, 0.0),
-    rotation_deg: float = 0.0,
-    brightness: float = 1.0,
-    noise_sigma: float = 0.0,
-    rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, tuple[LabeledBox, ...]]:
-    """Shift/rotate (about the image centre), scale grey levels and add Gaussian noise, moving the boxes along.
-
-    Rotated boxes become the axis-aligned box of their corners, clipped; boxes pushed off the image are
-    dropped. Uncovered borders repeat the nearest edge pixels, as a scanner's wider field of view would
-    show board there rather than a blank band. Used for misaligned pairs and robustness sweeps.
-    """
-    if noise_sigma < 0 or brightness < 0:
-        raise ValueError(f"noise_sigma and brightness must be >= 0, got {noise_sigma}, {brightness}")
-    if noise_sigma > 0 and rng is None:
-        raise ValueError("noise_sigma > 0 needs an rng")
-    base = validate_image(image)
-    h, w = base.shape
-    labels = tuple(labels)
-    out: np.ndarray = base.astype(np.float32)
-    if any(float(v) != 0.0 for v in shift_xy_px) or rotation_deg != 0.0:
-        matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(rotation_deg), 1.0)
-        matrix[:, 2] += np.asarray(shift_xy_px, np.float64)
-        out = cv2.warpAffine(out, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        labels = tuple(b for b in (_move_box(lb, matrix, w, h) for lb in labels) if b is not None)
-    if brightness != 1.0:
-        out = out * float(brightness)
-    if noise_sigma > 0 and rng is not None:
-        out = out + rng.normal(0.0, float(noise_sigma), out.shape).astype(np.float32)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), labels
-
-
-def _move_box(label: LabeledBox, matrix: np.ndarray, w: int, h: int) -> LabeledBox | None:
-    x1, y1, x2, y2 = label.box_px
-    # continuous corner coordinates -> pixel-centre coordinates that warpAffine maps, and back
-    corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float64) - 0.5
-    moved = corners @ matrix[:, :2].T + matrix[:, 2] + 0.5
-    nx1, ny1 = max(0.0, float(moved[:, 0].min())), max(0.0, float(moved[:, 1].min()))
-    nx2, ny2 = min(float(w), float(moved[:, 0].max())), min(float(h), float(moved[:, 1].max()))
-    if nx2 - nx1 < 1 or ny2 - ny1 < 1:
-        return None
-    box = tuple(round(v, 2) for v in (nx1, ny1, nx2, ny2))
-    return LabeledBox(label.type, box)  # type: ignore[arg-type]
-
-
-def make_pair(
-    rng: np.random.Generator,
-    defect_types: Sequence[DefectType | str] = tuple(DefectType),
-    n_defects: tuple[int, int] = (3, 8),
-    misalign: bool = False,
-    noise_sigma: float = 0.0,
-    brightness: float = 1.0,
-    size_wh: tuple[int, int] = DEFAULT_SIZE_WH,
-) -> SyntheticPair:
-    """A template and a tested image carrying `n_defects` (inclusive range) non-overlapping painted defects.
-
-    With `misalign`, the tested image is shifted by up to +-8 px and rotated by up to +-1.5 degrees.
-    A defect type with no suitable spot on this board is replaced by another of `defect_types`.
-    """
-    types = [DefectType.parse(t) for t in defect_types]
-    lo, hi = int(n_defects[0]), int(n_defects[1])
-    if not types or lo < 0 or hi < lo:
-        raise ValueError(f"need at least one defect type and 0 <= n_min <= n_max, got {defect_types}, {n_defects}")
-    template = generate_template(rng, size_wh)
-    test = template
-    labels: list[LabeledBox] = []
-    wanted = int(rng.integers(lo, hi + 1))
-    failures = 0
-    while len(labels) < wanted and failures < 4 * len(types) + 4:
-        kind = types[int(rng.integers(0, len(types)))]
-        try:
-            test, label = PAINTERS[kind](test, rng, labels)
-        except NoSuitableSpotError:
-            failures += 1
-            continue
-        labels.append(label)
-    shift: tuple[float, float] = (0.0, 0.0)
-    rotation = 0.0
-    if misalign:
-        shift = (float(rng.uniform(-8, 8)), float(rng.uniform(-8, 8)))
-        rotation = float(rng.uniform(-1.5, 1.5))
-    test, moved = perturb(test, labels, shift, rotation, brightness, noise_sigma, rng)
-    return SyntheticPair(template=template, test=test, labels=moved)
-
-
-def write_deeppcb_layout(pairs: Sequence[SyntheticPair], root: Path | str, group: str = "group90000") -> Path:
-    """Write pairs in the DeepPCB layout under `root` and (re)write `root/list.txt`; returns the list path.
-
-    Files: `root/groupN/N/<id>_test.jpg`, `<id>_temp.jpg` (JPEG quality 95), `root/groupN/N_not/<id>.txt`,
-    with ids `N` followed by a 3-digit index. Lines already in list.txt for other groups are kept, so
-    several groups can be written into one root.
-    """
-    if not group.startswith("group") or not group[5:].isdigit():
-        raise ValueError(f"group must look like 'groupN' with N digits, got {group!r}")
-    number = group[5:]
-    root = Path(root)
-    image_dir, ann_dir = root / group / number, root / group / f"{number}_not"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    digits = max(3, len(str(max(0, len(pairs) - 1))))
-    lines = []
-    jpeg = [int(cv2.IMWRITE_JPEG_QUALITY), 95]
-    for index, pair in enumerate(pairs):
-        image_id = f"{number}{index:0{digits}d}"
-        for suffix, pixels in (("test", pair.test), ("temp", pair.template)):
-            path = image_dir / f"{image_id}_{suffix}.jpg"
-            if not cv2.imwrite(str(path), pixels, jpeg):
-                raise OSError(f"could not write {path}")
-        (ann_dir / f"{image_id}.txt").write_text(format_annotation(pair.labels))
-        lines.append(f"{group}/{number}/{image_id}.jpg {group}/{number}_not/{image_id}.txt")
-    list_path = root / "list.txt"
-    kept = []
-    if list_path.is_file():
-        kept = [ln for ln in list_path.read_text().splitlines() if ln.strip() and not ln.startswith(f"{group}/")]
-    list_path.write_text("".join(f"{ln}\n" for ln in kept + lines))
-    return list_path
