@@ -225,3 +225,17 @@ def test_cli_refuses_a_replay_dataset_that_is_not_there(tmp_path: Path) -> None:
         app, ["train", "--reviews", str(tmp_path / "line"), "--replay-dataset", str(tmp_path / "none")]
     )
     assert result.exit_code == 2 and "error" in result.output
+
+
+def test_each_product_s_recent_boards_are_a_check_of_their_own(tmp_path: Path) -> None:
+    from aoi.data.annotations import AnnotatedPair
+    from aoi.training.retrain import check_sets
+
+    def board(name: str, product: str) -> AnnotatedPair:
+        return AnnotatedPair(name, tmp_path / f"{name}_test.png", tmp_path / f"{name}_temp.png", group=product)
+
+    one_product = check_sets([board("a", "p1"), board("b", "p1")], {})
+    assert list(one_product) == [RECENT_CHECK]
+    two = check_sets([board("a", "p1"), board("b", "p2"), board("c", "p2")], {"deeppcb": [board("d", "x")]})
+    assert list(two) == [RECENT_CHECK, f"{RECENT_CHECK} of p1", f"{RECENT_CHECK} of p2", "deeppcb"]
+    assert [p.image_id for p in two[f"{RECENT_CHECK} of p2"]] == ["b", "c"]

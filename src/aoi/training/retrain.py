@@ -68,6 +68,19 @@ def stage_reviews(storage: Storage, folder: Path) -> StagedReviews:
     return StagedReviews(pairs, times, reviewed.skipped)
 
 
+def check_sets(
+    recent: Sequence[AnnotatedPair], held_out: dict[str, Sequence[AnnotatedPair]]
+) -> dict[str, Sequence[AnnotatedPair]]:
+    """What a candidate is compared on: the recent reviewed boards, each product's on their own when the
+    line makes several (a gain on one may not hide a loss on another), and the held-out sets."""
+    checks: dict[str, Sequence[AnnotatedPair]] = {RECENT_CHECK: recent}
+    products = sorted({p.group for p in recent})
+    if len(products) > 1:
+        checks.update({f"{RECENT_CHECK} of {name}": [p for p in recent if p.group == name] for name in products})
+    checks.update(held_out)
+    return checks
+
+
 def retrain_from_reviews(
     storage: Storage,
     registry: ModelRegistry,
@@ -94,7 +107,7 @@ def retrain_from_reviews(
         f" ({staged.skipped_partially_reviewed} partly reviewed ones skipped)"
     )
     train_pairs, recent = split_by_time(staged.pairs, staged.captured_at, settings.holdout_fraction)
-    checks: dict[str, Sequence[AnnotatedPair]] = {RECENT_CHECK: recent, **(held_out or {})}
+    checks = check_sets(recent, held_out or {})
     result = fine_tune(
         base,
         train_pairs,
@@ -117,4 +130,4 @@ def retrain_from_reviews(
     return RetrainOutcome(result, registered, promoted, staged)
 
 
-__all__ = ["RECENT_CHECK", "RetrainOutcome", "StagedReviews", "retrain_from_reviews", "stage_reviews"]
+__all__ = ["RECENT_CHECK", "RetrainOutcome", "StagedReviews", "check_sets", "retrain_from_reviews", "stage_reviews"]
