@@ -53,9 +53,9 @@ def retrain(
     from aoi.storage import Storage
 
     try:
+        from aoi.training.data import load_dataset
         from aoi.training.finetune import FineTuneSettings
         from aoi.training.retrain import retrain_from_reviews
-        from aoi.training.trainer import load_dataset
     except ImportError as exc:
         err.print(f"[red]training needs the 'train' extra (pip install 'aoi[train]'): {exc}")
         raise typer.Exit(2) from exc

@@ -20,8 +20,9 @@ from aoi.data.annotations import DatasetError
 from aoi.detection.inspector import Inspector
 from aoi.evaluation.metrics import ImageEval
 from aoi.evaluation.runner import accuracy_report, run_pairs
+from aoi.training.data import Progress, load_dataset
 from aoi.training.recipe import TrainRecipe
-from aoi.training.trainer import OperatingPoint, Progress, load_dataset, train
+from aoi.training.trainer import OperatingPoint, train
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ def fine_tune_network(
     b_all = torch.from_numpy(samples.boxes)
     w_all = torch.from_numpy(weights)
     ce = nn.CrossEntropyLoss(label_smoothing=0.02, reduction="none")
-    from aoi.training.trainer import _dihedral
+    from aoi.training.loop import dihedral as _dihedral
 
     for epoch in range(settings.epochs):
         model.train()
@@ -321,7 +321,7 @@ def fine_tune(
     The candidate keeps the base's threshold, scratch guard and candidate settings: it is judged at the
     operating point the line already runs at. `replay`: pairs of the data the base learnt from, mixed in
     so that the model does not forget it while it learns the line's boards."""
-    from aoi.training.trainer import export_onnx
+    from aoi.training.loop import export_onnx
 
     if not train_pairs:
         raise DatasetError("no reviewed boards to fine-tune on")
