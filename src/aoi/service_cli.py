@@ -1,7 +1,6 @@
 """Commands of the line service: `aoi serve`, `aoi keys create|list|revoke`, `aoi export` and `aoi report`.
 
-The lead registers these functions in `aoi.cli`; `python -m aoi.service_cli serve ...` runs them
-directly too.
+Plain functions: `aoi.cli` registers them as commands of the one `aoi` app.
 """
 
 from __future__ import annotations
@@ -470,18 +469,3 @@ def _redacted(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in creds else url
     return url
-
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="aoi line service")
-app.command("serve")(serve)
-app.command("export")(export)
-app.command("report")(report)
-keys_app = typer.Typer(no_args_is_help=True, help="API keys for writes and closed reads.")
-keys_app.command("create")(keys_create)
-keys_app.command("list")(keys_list)
-keys_app.command("revoke")(keys_revoke)
-app.add_typer(keys_app, name="keys")
-
-
-if __name__ == "__main__":
-    app()

@@ -89,21 +89,20 @@ def test_latency_percentiles() -> None:
     assert 99.0 <= snap["p99_ms"] <= 100.0
 
 
-def test_worker_runs_setup_loop_teardown_and_records_a_crash() -> None:
+def test_worker_runs_until_false_and_records_a_crash() -> None:
     calls: list[str] = []
     ticks = iter([True, True, False])
-    worker = Worker(
-        "w", lambda: calls.append("run") or next(ticks), lambda: calls.append("setup"), lambda: calls.append("teardown")
-    )
+    worker = Worker("w", lambda: calls.append("run") or next(ticks))
     worker.start()
     worker.join(2)
-    assert calls == ["setup", "run", "run", "run", "teardown"]
+    assert calls == ["run", "run", "run"]
+    assert worker.error is None
 
     def boom() -> bool:
         raise RuntimeError("bug")
 
-    crashing = Worker("c", boom, teardown=lambda: calls.append("teardown2"))
+    crashing = Worker("c", boom)
     crashing.start()
     crashing.join(2)
+    assert not crashing.is_alive()
     assert isinstance(crashing.error, RuntimeError)
-    assert calls[-1] == "teardown2"

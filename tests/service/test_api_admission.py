@@ -34,7 +34,7 @@ from aoi.api.admission import AdmissionControl, CachedKeyLookup, KeyCheck
 from aoi.api.rate_limit import KeyRateLimiter
 from aoi.api.refusals import RefusalCounts
 from aoi.api.upload_line import UploadLine, UploadLineFull
-from aoi.service_cli import app as service_cli
+from aoi.cli import app as service_cli
 from aoi.storage import Storage
 from aoi.storage.keys import create_api_key, find_api_key, revoke_api_key
 

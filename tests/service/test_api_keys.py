@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from tests.service.conftest import Service, paint_board, png, with_short
 from typer.testing import CliRunner
 
-from aoi.service_cli import app as service_cli
+from aoi.cli import app as service_cli
 from aoi.storage.keys import Scope, create_api_key, find_api_key, hash_token, row_scopes
 
 

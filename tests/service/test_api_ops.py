@@ -11,7 +11,7 @@ from tests.service.conftest import FakeInspector, Service, paint_board, png, wit
 from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app
-from aoi.service_cli import app as service_cli
+from aoi.cli import app as service_cli
 from aoi.storage import Storage
 from aoi.storage.keys import find_api_key, hash_token
 

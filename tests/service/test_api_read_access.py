@@ -14,7 +14,7 @@ from tests.service.conftest import FakeInspector, Service, paint_board, png, wit
 from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app
-from aoi.service_cli import app as service_cli
+from aoi.cli import app as service_cli
 from aoi.storage import Storage
 from aoi.storage.keys import LifetimeError, Scope, as_utc, create_api_key, find_api_key, parse_lifetime
 from aoi.storage.models import ApiKeyRow

@@ -1,5 +1,5 @@
 """Building blocks of the line: a bounded queue with a stated full-queue policy, latency records,
-and a worker thread with setup / run / teardown.
+and a worker thread that runs one stage until it stops (or records why it died).
 """
 
 from __future__ import annotations
@@ -150,33 +150,17 @@ class LatencyRecorder:
 
 
 class Worker(threading.Thread):
-    """A stage thread: `setup()` once, `run_once()` until it returns False, `teardown()` always.
+    """A stage thread: `run_once()` until it returns False; an exception it raises is kept in `error`."""
 
-    Subclasses keep per-thread state (an inference session, a DB connection) in setup.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        run_once: Callable[[], bool],
-        setup: Callable[[], None] | None = None,
-        teardown: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, name: str, run_once: Callable[[], bool]) -> None:
         super().__init__(name=name, daemon=True)
         self._run_once = run_once
-        self._setup = setup
-        self._teardown = teardown
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            if self._setup is not None:
-                self._setup()
             while self._run_once():
                 pass
         except BaseException as exc:  # a bug in a stage: record it so stop() can report it
             self.error = exc
             log.exception("pipeline worker %s died", self.name)
-        finally:
-            if self._teardown is not None:
-                self._teardown()
