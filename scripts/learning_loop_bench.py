@@ -35,9 +35,9 @@ from aoi.pipeline import DemoSource, LinePipeline
 from aoi.pipeline.sources import demo_board
 from aoi.storage import Storage
 from aoi.storage.inspections import InspectionFilter, InspectionRepository
+from aoi.training.data import load_dataset
 from aoi.training.finetune import FineTuneSettings, score_model
 from aoi.training.retrain import retrain_from_reviews
-from aoi.training.trainer import load_dataset
 
 
 def run_demo_line(storage: Storage, inspector: Inspector, boards: int, seed: int) -> dict[str, list[LabeledBox]]:

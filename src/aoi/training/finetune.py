@@ -41,10 +41,10 @@ from aoi.evaluation.metrics import (
     same_defect_scores,
 )
 from aoi.evaluation.runner import run_pairs
+from aoi.training.data import Progress
+from aoi.training.loop import dihedral, export_onnx
 from aoi.training.network import CandidateNet
 from aoi.training.samples import AugmentConfig, SampleSet, build_samples
-
-Progress = Callable[[str, int, int], None]  # (task, advance, total)
 
 
 @dataclass(frozen=True)
@@ -272,8 +272,6 @@ def fine_tune_network(
     b_all = torch.from_numpy(samples.boxes)
     w_all = torch.from_numpy(weights)
     ce = nn.CrossEntropyLoss(label_smoothing=0.02, reduction="none")
-    from aoi.training.loop import dihedral as _dihedral
-
     for epoch in range(settings.epochs):
         model.train()
         _freeze_batch_norm(model)
@@ -282,7 +280,7 @@ def fine_tune_network(
         total, t0 = 0.0, time.time()
         for step in range(steps):
             idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-            x, b = _dihedral(x_all[idx].float(), b_all[idx], int(flips[step]))
+            x, b = dihedral(x_all[idx].float(), b_all[idx], int(flips[step]))
             y, w = y_all[idx], w_all[idx]
             logits, box = model(x)
             loss = (ce(logits, y) * w).sum() / w.sum()
@@ -321,8 +319,6 @@ def fine_tune(
     The candidate keeps the base's threshold, scratch guard and candidate settings: it is judged at the
     operating point the line already runs at. `replay`: pairs of the data the base learnt from, mixed in
     so that the model does not forget it while it learns the line's boards."""
-    from aoi.training.loop import export_onnx
-
     if not train_pairs:
         raise DatasetError("no reviewed boards to fine-tune on")
     classes = base.meta.classes

@@ -22,7 +22,8 @@ from aoi.detection.bundle import ModelBundle
 from aoi.detection.model_registry import ModelRegistry, RegisteredModel
 from aoi.storage import Storage
 from aoi.storage.export import iter_reviewed
-from aoi.training.finetune import FineTuneResult, FineTuneSettings, Progress, fine_tune, split_by_time
+from aoi.training.data import Progress
+from aoi.training.finetune import FineTuneResult, FineTuneSettings, fine_tune, split_by_time
 
 RECENT_CHECK = "recent reviewed boards"
 
