@@ -245,3 +245,19 @@ def test_every_public_name_of_the_old_module_is_importable_from_the_package() ->
         module = importlib.import_module(f"aoi.data.synthetic.{home}")
         for name in names:
             assert getattr(synthetic, name) is getattr(module, name), name  # `perturb` is the function
+
+
+def test_mousebites_are_deeppcb_sized_notches_that_never_sever_the_trace() -> None:
+    """At least 4 px deep (what DeepPCB's bites are, and what a 2 px edge band must show), one piece."""
+    from aoi.data.synthetic import paint_mousebite
+
+    rng = np.random.default_rng(3)
+    depths = []
+    for _ in range(12):
+        board = generate_template(rng)
+        bitten, _label = paint_mousebite(board, rng)
+        before, after = copper_mask(board), copper_mask(bitten)
+        inside = cv2.distanceTransform(before.astype(np.uint8), cv2.DIST_L2, 5)
+        depths.append(float(inside[before & ~after].max()))
+        assert _n_components(after) == _n_components(before)
+    assert min(depths) >= 3.9, depths

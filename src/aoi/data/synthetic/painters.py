@@ -193,6 +193,9 @@ def paint_open(
     raise NoSuitableSpotError("no straight trace stretch to cut open")
 
 
+BITE_CENTRE_INSIDE = 0.15  # of the radius; the notch reaches 1.15 radius into the trace
+
+
 def paint_mousebite(
     image: np.ndarray, rng: np.random.Generator, avoid: Sequence[BoxXYXY | LabeledBox] = ()
 ) -> tuple[np.ndarray, LabeledBox]:
@@ -201,13 +204,14 @@ def paint_mousebite(
     for site in _trace_sites(view, rng, avoid):
         side = int(rng.choice([-1, 1]))
         ex, ey = site.edge(side)
-        radius_px = float(rng.uniform(3.5, max(4.0, 0.8 * site.half_width_px)))  # DeepPCB-sized bites: >= ~4 px deep
+        radius_px = float(rng.uniform(3.5, max(4.0, 0.8 * site.half_width_px)))
         n_bites = int(rng.integers(1, 4))
         bites = np.zeros_like(view.mask, np.uint8)
         for k in range(n_bites):
+            # centred just inside the edge: each notch is about 1.15 radius (>= 4 px) deep, DeepPCB-sized
             offset = (k - (n_bites - 1) / 2) * radius_px * 1.3
-            bx = ex + site.along[0] * offset + site.normal[0] * side * radius_px * 0.3
-            by = ey + site.along[1] * offset + site.normal[1] * side * radius_px * 0.3
+            bx = ex + site.along[0] * offset - site.normal[0] * side * radius_px * BITE_CENTRE_INSIDE
+            by = ey + site.along[1] * offset - site.normal[1] * side * radius_px * BITE_CENTRE_INSIDE
             cv2.circle(bites, (round(bx), round(by)), max(2, round(radius_px)), 255, -1)
         removed = (bites > 0) & view.mask
         if not removed.any() or set(np.unique(view.labels[removed]).tolist()) != {site.label}:
