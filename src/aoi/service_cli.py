@@ -53,19 +53,32 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", help="Largest accepted request body, in MiB (413 above).")
     ] = DEFAULT_MAX_UPLOAD_BYTES / 2**20,
-    workers: Annotated[int, typer.Option("--workers", help="Inspection threads of the capture pipeline.")] = 2,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Inspection threads of the line: the one CPU budget, shared by HTTP uploads, the hot folder,"
+            " camera and demo.",
+        ),
+    ] = 2,
     no_hot_folder: Annotated[bool, typer.Option("--no-hot-folder", help="Do not watch DATA_DIR/inbox.")] = False,
     upload_concurrency: Annotated[
         int | None,
-        typer.Option("--upload-concurrency", min=1, help="Uploads decoded and inspected at once. Default: 1 per core."),
+        typer.Option(
+            "--upload-concurrency",
+            min=1,
+            help="Deprecated: uploads are inspected by the line's --workers. Now only sizes the upload door"
+            " (with --upload-queue). Default: 1 per core.",
+        ),
     ] = None,
     upload_queue: Annotated[
         int | None,
         typer.Option(
             "--upload-queue",
             min=0,
-            help="Uploads admitted to wait for an inspection slot; past concurrency + queue an upload is refused"
-            " at once (503 + Retry-After, before its body is read). Default: 4 per slot.",
+            help="Uploads admitted at once beyond --upload-concurrency; past both an upload is refused at once"
+            " (503 + Retry-After, before its body is read). Default: 4 x --upload-concurrency.",
         ),
     ] = None,
     upload_wait_s: Annotated[
@@ -73,7 +86,7 @@ def serve(
         typer.Option(
             "--upload-wait-s",
             min=0.001,
-            help="Longest wait of an admitted upload for an inspection slot; then 503 + Retry-After.",
+            help="Longest wait of an admitted upload for room in the line's inspect queue; then 503 + Retry-After.",
         ),
     ] = DEFAULT_UPLOAD_WAIT_S,
     max_inflight_mb: Annotated[

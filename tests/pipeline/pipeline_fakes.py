@@ -18,6 +18,7 @@ import numpy as np
 
 from aoi.data.images import validate_image
 from aoi.detection.candidates import CandidateConfig
+from aoi.pipeline.protocols import UploadExtras
 from aoi.registration import RegistrationConfig, RegistrationError
 from aoi.schema import Defect, DefectType, InspectionFailure, InspectionResult
 from aoi.verdict import VerdictRules
@@ -174,6 +175,7 @@ class SqliteSink:
         source_key: str,
         *,
         template_image: np.ndarray | None = None,
+        upload: UploadExtras | None = None,
     ) -> str:
         return self._insert(source_key, "ok", len(result.defects))
 

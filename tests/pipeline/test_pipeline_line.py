@@ -212,11 +212,11 @@ class FlakySink(MemorySink):
         super().__init__()
         self.fail_next = True
 
-    def store(self, result, test_image, template_ref, source_key, *, template_image=None):  # type: ignore[no-untyped-def]
+    def store(self, result, test_image, template_ref, source_key, *, template_image=None, upload=None):  # type: ignore[no-untyped-def]
         if self.fail_next:
             self.fail_next = False
             raise OSError("database is locked")
-        return super().store(result, test_image, template_ref, source_key, template_image=template_image)
+        return super().store(result, test_image, template_ref, source_key, template_image=template_image, upload=upload)
 
 
 def test_sink_error_is_reported_and_the_line_keeps_running() -> None:

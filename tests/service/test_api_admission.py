@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app
 from aoi.api.admission import AdmissionControl, CachedKeyLookup, KeyCheck
+from aoi.api.line import LineOptions, build_line
 from aoi.api.rate_limit import KeyRateLimiter
 from aoi.api.refusals import RefusalCounts
 from aoi.api.upload_line import UploadLine, UploadLineFull
@@ -147,7 +148,7 @@ class Line:
 def make_line(tmp_path: Path) -> Iterator[Any]:
     opened: list[Storage] = []
 
-    def make(delay_s: float = 0.0, **settings: Any) -> Line:
+    def make(delay_s: float = 0.0, workers: int = 2, inspect_queue: int = 16, **settings: Any) -> Line:
         storage = Storage.open(tmp_path / f"data{len(opened)}")
         opened.append(storage)
         inspector = FakeInspector()
@@ -155,7 +156,10 @@ def make_line(tmp_path: Path) -> Iterator[Any]:
         config = ServiceSettings(
             data_dir=storage.data_dir, serve_dashboard=False, **{"max_upload_bytes": 2 * MiB, **settings}
         )
-        app = create_app(config, inspector=inspector, storage=storage)
+        options = LineOptions(hot_folder=False, inspect_workers=workers, inspect_queue=inspect_queue)
+        app = create_app(
+            config, inspector=inspector, storage=storage, line_factory=lambda svc: build_line(svc, options)
+        )
         with storage.db.transaction() as session:
             key = create_api_key(session, label="station-1")
         return Line(app, storage, inspector, key)
@@ -343,16 +347,16 @@ def test_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
 
 
 def test_overload_is_answered_503_at_once_and_accepted_uploads_all_complete(make_line: Any) -> None:
-    line = make_line(upload_concurrency=1, upload_queue=2)
-    line.inspector.gate = threading.Event()  # the first upload is inspected until the gate opens
+    line = make_line(upload_concurrency=1, upload_queue=2)  # a door of 3
+    line.inspector.gate = threading.Event()  # the uploads are inspected until the gate opens
     admitted = line.app.state.services.inspections.uploads
     board = png(with_short(paint_board()))
     with TestClient(line.app) as client:
         product = add_product(client, line.auth)
         with ThreadPoolExecutor(3) as pool:
-            running = [pool.submit(upload, client, line.auth, product, board) for _ in range(3)]  # 1 slot + 2 queued
+            running = [pool.submit(upload, client, line.auth, product, board) for _ in range(3)]  # 2 workers + 1 queued
             deadline = time.monotonic() + 10
-            while admitted.counts() != {"busy": 1.0, "waiting": 2.0, "admitted": 3.0}:
+            while admitted.counts() != {"busy": 3.0, "waiting": 0.0, "admitted": 3.0}:
                 assert time.monotonic() < deadline, admitted.counts()
                 time.sleep(0.005)
             refused = []
@@ -394,37 +398,52 @@ def test_accepted_uploads_latency_stays_bounded_past_capacity(make_line: Any) ->
     assert line.stored()["inspections"] == len(accepted_s) == line.inspector.calls
 
 
-def test_an_upload_that_waits_too_long_for_a_slot_is_refused_and_not_stored(make_line: Any) -> None:
-    line = make_line(delay_s=1.0, upload_concurrency=1, upload_queue=2, upload_wait_s=0.2)
+def test_an_upload_the_full_line_cannot_take_in_time_is_refused_and_not_stored(make_line: Any) -> None:
+    """Admitted by the door, but the line's one worker is busy and its inspect queue full: after
+    `upload_wait_s` the upload is answered 503 + Retry-After (as a full door answers), and nothing is stored."""
+    line = make_line(delay_s=1.0, workers=1, inspect_queue=1, upload_concurrency=1, upload_queue=2, upload_wait_s=0.2)
     board = png(with_short(paint_board()))
     with TestClient(line.app) as client:
         product = add_product(client, line.auth)
-        first = threading.Thread(target=upload, args=(client, line.auth, product, board))
-        first.start()
+        ahead = [threading.Thread(target=upload, args=(client, line.auth, product, board)) for _ in range(2)]
+        ahead[0].start()  # taken by the worker
         while line.inspector.calls == 0:
+            time.sleep(0.01)
+        ahead[1].start()  # fills the inspect queue
+        uploads = line.app.state.services.inspections.uploads
+        while uploads.counts()["busy"] < 2:
             time.sleep(0.01)
         started = time.perf_counter()
         late = upload(client, line.auth, product, board)
         waited_s = time.perf_counter() - started
-        first.join()
+        for thread in ahead:
+            thread.join()
         metrics = client.get("/metrics").text
     assert late.status_code == 503 and late.json()["error"] == "line_full", late.text
-    assert "within 0.2 s" in late.json()["detail"]
+    assert "stayed full for 0.2 s" in late.json()["detail"]
     assert retry_after_s(late.headers) >= 1
     assert 0.2 <= waited_s < 0.8
-    assert line.stored()["inspections"] == 1 and line.inspector.calls == 1
+    assert line.stored()["inspections"] == 2 and line.inspector.calls == 2
     assert 'aoi_admission_refused{name="refused_503_slot_wait"} 1' in metrics
+    assert 'aoi_upload_slots{name="waiting"} 0' in metrics and 'aoi_upload_slots{name="busy"} 0' in metrics
 
 
-def test_upload_line_admits_up_to_its_capacity_and_times_a_slot_wait_out() -> None:
-    uploads = UploadLine(concurrency=1, queue=1, max_wait_s=0.05)
+def test_upload_line_admits_up_to_its_capacity_and_counts_the_uploads_in_the_line() -> None:
+    now = [0.0]
+    uploads = UploadLine(concurrency=1, queue=1, max_wait_s=0.05, clock=lambda: now[0])
     assert [uploads.try_admit(), uploads.try_admit(), uploads.try_admit()] == [True, True, False]
     uploads.leave()
     assert uploads.try_admit()
-    with uploads.slot(), pytest.raises(UploadLineFull, match="within 0.05 s"), uploads.slot():
-        pass  # not reached: the one slot is taken
-    with uploads.slot():  # the slot came back after the refused wait
-        pass
+    with uploads.waiting_for_room():
+        assert uploads.counts() == {"busy": 0.0, "waiting": 1.0, "admitted": 2.0}
+    with uploads.in_line():
+        assert uploads.counts() == {"busy": 1.0, "waiting": 0.0, "admitted": 2.0}
+        now[0] += 10.0  # an upload that spent 10 s in the line
+    uploads.workers = 2
+    refused = uploads.refused_after_wait()
+    assert isinstance(refused, UploadLineFull) and refused.status == 503 and refused.error == "line_full"
+    assert "stayed full for 0.05 s" in refused.detail
+    assert refused.retry_after_s == 2.0  # 2.8 s each (1 + 0.2 * (10 - 1)), one ahead, 2 workers: 1.4, rounded up
     assert uploads.counts() == {"busy": 0.0, "waiting": 0.0, "admitted": 2.0}
 
 

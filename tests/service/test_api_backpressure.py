@@ -1,4 +1,5 @@
-"""Upload back-pressure: at most `upload_concurrency` inspections run at once; the others wait, none is refused."""
+"""Upload back-pressure: uploads are inspected by the line's inspect workers (`--workers`, the one CPU
+budget), at most that many at once; the others wait in the line's queue, none is refused."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def slow_service(tmp_path: Path) -> Iterator[tuple[TestClient, SlowCountingInspe
     storage = Storage.open(tmp_path / "data")
     inspector = SlowCountingInspector(hold_s=0.05)
     settings = ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False, upload_concurrency=2)
-    app = create_app(settings, inspector=inspector, storage=storage)
+    app = create_app(settings, inspector=inspector, storage=storage)  # a line of LineOptions' 2 inspect workers
     with storage.db.transaction() as session:
         key = create_api_key(session, label="tester")
     with TestClient(app) as client:
@@ -54,7 +55,7 @@ def slow_service(tmp_path: Path) -> Iterator[tuple[TestClient, SlowCountingInspe
     storage.close()
 
 
-def test_concurrent_uploads_wait_for_a_slot_and_all_succeed(
+def test_concurrent_uploads_wait_for_an_inspect_worker_and_all_succeed(
     slow_service: tuple[TestClient, SlowCountingInspector, dict[str, str]],
 ) -> None:
     client, inspector, auth = slow_service
@@ -83,7 +84,7 @@ def test_concurrent_uploads_wait_for_a_slot_and_all_succeed(
 
     assert statuses == [201] * 16
     assert inspector.calls == 16
-    assert inspector.peak == 2  # 8 concurrent requests, 2 slots: bounded, and actually used in parallel
+    assert inspector.peak == 2  # 8 concurrent requests, 2 inspect workers: bounded, and actually used in parallel
     assert client.get("/api/v1/inspections", headers=auth).json()["total"] == 16
     metrics = client.get("/metrics").text
     assert 'aoi_upload_slots{name="busy"} 0' in metrics

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from tests.service.conftest import FakeInspector, Service, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
+from aoi.api.line import LineOptions, build_line
 from aoi.storage import Storage
 from aoi.storage.keys import create_api_key
 
@@ -119,11 +120,12 @@ def test_product_retry_with_the_same_key_returns_the_first_product(service: Serv
 
 @pytest.fixture
 def gated(storage: Storage) -> Iterator[tuple[TestClient, FakeInspector, dict[str, str]]]:
-    """A service whose inspector waits for a gate, with room for several uploads at once."""
+    """A service whose inspector waits for a gate, with room for several uploads at once (4 inspect workers)."""
     inspector = FakeInspector()
     inspector.gate = threading.Event()
     settings = ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False, upload_concurrency=4)
-    app = create_app(settings, inspector=inspector, storage=storage)
+    options = LineOptions(hot_folder=False, inspect_workers=4)
+    app = create_app(settings, inspector=inspector, storage=storage, line_factory=lambda svc: build_line(svc, options))
     with storage.db.transaction() as session:
         auth = {"Authorization": f"Bearer {create_api_key(session, label='tester')}"}
     with TestClient(app) as client:
@@ -193,7 +195,7 @@ def test_a_product_request_that_lost_the_race_to_its_retry_is_answered_with_the_
     assert service.counts()["products"] == 1
 
 
-STORM = 16  # within the default upload line (4 inspected + 4 waiting per slot)
+STORM = 16  # within the upload door (4 + 4 per 4: 20) and the line (4 workers + 16 queued)
 
 
 def test_a_retry_storm_with_one_key_stores_once(
@@ -224,10 +226,10 @@ def test_a_retry_storm_with_one_key_stores_once(
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
-    while inspector.calls < 4:  # every slot holds a copy of the request: they overlap for real
+    while inspector.calls < 4:  # every inspect worker holds a copy of the request: they overlap for real
         assert time.monotonic() < deadline, "the retries did not overlap"
         time.sleep(0.01)
-    time.sleep(0.2)  # the rest pile up behind the slots
+    time.sleep(0.2)  # the rest pile up in the line's inspect queue
     assert inspector.gate is not None
     inspector.gate.set()
     for thread in threads:

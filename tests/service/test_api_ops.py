@@ -19,7 +19,10 @@ from aoi.storage.keys import find_api_key, hash_token
 def test_health(service: Service) -> None:
     r = service.client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "model_version": "fake-1", "database": "ok"}
+    body = r.json()
+    line = body.pop("pipeline")  # every app runs a line: uploads are inspected by it
+    assert body == {"status": "ok", "model_version": "fake-1", "database": "ok"}
+    assert line["running"] is True and line["in_flight"] == 0
 
 
 def test_metrics_count_inspections_latency_and_rejections(service: Service) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, paint_board, png, with_short
+from tests.service.conftest import FakeInspector, paint_board, png, send_key_on_reads, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.api.app import services_of
-from aoi.api.line import LineOptions, ServiceLine, build_line
+from aoi.api.line import INBOX_DIR_NAME, LineOptions, ServiceLine, build_line
 from aoi.detection.tiling import TiledInspector, TilingConfig
+from aoi.schema import InspectionResult
 from aoi.storage import Storage
 from aoi.storage.keys import create_api_key
 
@@ -82,3 +85,76 @@ def test_uploads_and_the_line_share_one_tiled_inspector(tmp_path: Path) -> None:
     assert tiles_by_http == engine.calls == by_line.registration["tiles"] == uploaded["registration"]["tiles"] > 1
     assert [d["box_px"] for d in uploaded["defects"]] == [list(d.box_px) for d in by_line.defects]
     assert len(by_line.defects) == 1
+
+
+class ThreadRecordingInspector(FakeInspector):
+    """The fake engine, noting the name of every thread that calls it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def inspect(self, test: np.ndarray, template: np.ndarray, **kwargs: object) -> InspectionResult:  # type: ignore[override]
+        self.threads.append(threading.current_thread().name)
+        return super().inspect(test, template, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_upload_and_a_hot_folder_file_take_one_path(tmp_path: Path) -> None:
+    """One path: the same board uploaded and dropped in the hot folder is inspected by the line's inspect
+    workers both times (the request only decodes and waits), with the same defects."""
+    storage = Storage.open(tmp_path / "data")
+    settings = ServiceSettings(data_dir=storage.data_dir, serve_dashboard=False, line_name="SMT-1")
+    engine = ThreadRecordingInspector()
+    built: list[ServiceLine] = []
+
+    def line_factory(svc):  # type: ignore[no-untyped-def]
+        built.append(build_line(svc, LineOptions(inspect_workers=2), engine))
+        return built[-1]
+
+    app = create_app(settings, inspector=engine, storage=storage, line_factory=line_factory)
+    with storage.db.transaction() as session:
+        key = create_api_key(session, label="tester")
+    auth = {"Authorization": f"Bearer {key}"}
+    template = paint_board()
+    board = png(with_short(template))
+    with TestClient(app) as client:
+        send_key_on_reads(client, key)
+        r = client.post(
+            "/api/v1/products",
+            data={"name": "board-a", "px_per_mm": "20"},
+            files={"template": ("t.png", png(template), "image/png")},
+            headers=auth,
+        )
+        assert r.status_code == 201, r.text
+        r = client.post(
+            "/api/v1/inspections",
+            data={"product": "board-a", "lot": "L7"},
+            files={"image": ("b1.png", board, "image/png")},
+            headers=auth,
+        )
+        assert r.status_code == 201, r.text
+        uploaded = r.json()
+        folder = storage.data_dir / INBOX_DIR_NAME / "board-a"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "b1.png.part").write_bytes(board)
+        (folder / "b1.png.part").rename(folder / "b1.png")
+        deadline = time.monotonic() + 20
+        while (page := client.get("/api/v1/inspections").json())["total"] < 2:
+            assert time.monotonic() < deadline, f"the hot folder stored {page['total'] - 1} of 1 file"
+            time.sleep(0.05)
+        by_source = {i["source"]: i for i in page["items"]}
+        counts = built[0].pipeline.metrics()["counts"]
+        metrics = client.get("/metrics").text
+    hot = by_source["hotfolder"]
+    assert set(by_source) == {"upload", "hotfolder"}
+    assert uploaded == by_source["upload"]
+    assert [(d["type"], d["box_px"], d["box_mm"]) for d in uploaded["defects"]] == [
+        (d["type"], d["box_px"], d["box_mm"]) for d in hot["defects"]
+    ]
+    assert len(uploaded["defects"]) == 1 and uploaded["verdict"] == hot["verdict"] == "fail"
+    assert (uploaded["product_name"], uploaded["lot"], uploaded["line"]) == ("board-a", "L7", "SMT-1")
+    assert (hot["product_name"], hot["lot"], hot["line"]) == ("board-a", None, "SMT-1")
+    assert len(engine.threads) == 2 and all(name.startswith("aoi-inspect-") for name in engine.threads), engine.threads
+    assert counts["accepted"] == counts["stored"] == 2 and counts["failed"] == 0
+    assert 'aoi_inspections_total{verdict="fail",source="upload"} 1' in metrics
+    assert 'aoi_inspections_total{verdict="fail",source="hotfolder"} 1' in metrics

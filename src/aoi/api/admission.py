@@ -7,7 +7,8 @@ it checks, before a single body byte is received:
    client cannot make the service read, buffer or parse anything;
 2. the key's token bucket (429 + Retry-After when over its rate);
 3. for uploads, the door of the upload line (503 + Retry-After when `concurrency + queue` uploads
-   are already admitted), answered at once instead of queueing without bound.
+   are already admitted), answered at once instead of queueing without bound. Admitted uploads are
+   inspected by the inspection line's workers (`aoi.api.upload_line`), the process's one CPU budget.
 
 Scopes stay with the routes' dependencies (`aoi.api.auth`), which also check the key again.
 """
@@ -34,7 +35,7 @@ from aoi.api.models import API_PREFIX
 from aoi.api.rate_limit import KeyRateLimiter
 from aoi.api.refusals import Refusal, RefusalCounts, retry_after_header, send_error
 from aoi.api.routers.deps import Services
-from aoi.api.upload_line import UploadLine, UploadLineFull
+from aoi.api.upload_line import RetryLater, UploadLine, UploadLineFull
 from aoi.storage import Storage
 from aoi.storage.keys import KeyState, hash_token, look_up_api_key
 
@@ -179,7 +180,7 @@ class AdmissionControl:
                 send,
                 503,
                 "line_full",
-                f"the upload line is full ({self.uploads.concurrency} being inspected, {self.uploads.queue} waiting);"
+                f"the upload line is full ({self.uploads.capacity} uploads admitted, the most it takes at once);"
                 f" retry after {retry_s:g} s",
                 (retry_after_header(retry_s),),
             )
@@ -224,7 +225,8 @@ class AdmissionControl:
 
 def install_admission_control(app: FastAPI, svc: Services) -> None:
     """The guards in front of the routes, outermost first: admission control (key, rate, upload line),
-    then the body limits (size, in-flight bytes); and the 503 of an upload that waited too long."""
+    then the body limits (size, in-flight bytes); and the 503 of an upload the inspection line could not
+    take (its inspect queue stayed full for `upload_wait_s`, or it is stopping)."""
     settings = svc.settings
     refusals = RefusalCounts()
     inflight = InflightBytes(settings.inflight_bytes_budget)
@@ -247,11 +249,12 @@ def install_admission_control(app: FastAPI, svc: Services) -> None:
         rate_limiter=rate_limiter,
     )
 
-    async def slot_wait_refused(_request: Request, exc: Exception) -> JSONResponse:
-        if not isinstance(exc, UploadLineFull):  # registered for UploadLineFull only
+    async def retry_later(_request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, RetryLater):  # registered for RetryLater (and its subclasses) only
             raise exc
-        refusals.add(Refusal.SLOT_WAIT)
+        if isinstance(exc, UploadLineFull):
+            refusals.add(Refusal.SLOT_WAIT)
         retry_after = str(max(1, math.ceil(exc.retry_after_s)))
         return error_response(exc.status, exc.error, exc.detail, {"Retry-After": retry_after})
 
-    app.add_exception_handler(UploadLineFull, slot_wait_refused)
+    app.add_exception_handler(RetryLater, retry_later)

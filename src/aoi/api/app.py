@@ -1,4 +1,4 @@
-"""The app factory: storage, inspector, services, routers, error handlers and the optional live line."""
+"""The app factory: storage, inspector, services, routers, error handlers and the inspection line."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aoi import __version__
 from aoi.api.admission import install_admission_control
 from aoi.api.docs import install_offline_docs
 from aoi.api.errors import install_error_handlers
+from aoi.api.line import LineOptions, build_line
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.models import API_PREFIX
 from aoi.api.routers import catalogue, inspections, ops, products, reports, review, stats
@@ -40,8 +41,10 @@ def create_app(
     """Build the service. Storage is opened (migrations run) and the model loaded here, so a bad
     configuration fails at start, not at the first request. The line starts in the lifespan.
 
-    The inspector is wrapped once in a `TiledInspector` with `settings.tiling`: uploads inspect
-    through it, and so does the line `build_line` composes (unless it is given an inspector of its own).
+    There is always a line: HTTP uploads are inspected by it. `line_factory` None: a line with no
+    sources (no hot folder, camera or demo) and `LineOptions`' default inspect workers, for uploads only.
+    The inspector is wrapped once in a `TiledInspector` with `settings.tiling`: the line `build_line`
+    composes inspects through it (unless it is given an inspector of its own).
     """
     storage = storage or Storage.open(settings.data_dir, settings.database_url)
     if inspector is None:
@@ -66,17 +69,17 @@ def create_app(
             storage.sweep_orphans()
         except Exception:  # housekeeping: a failed sweep must not keep the line from starting
             log.exception("orphan sweep failed; the service starts anyway")
-        if line_factory is not None:
-            svc.line = line_factory(svc)
-            svc.line.start()
-            log.info("capture line started")
+        svc.line = (line_factory or uploads_only_line)(svc)
+        svc.line.start()
+        log.info("inspection line started")
         try:
             yield
         finally:
             if svc.line is not None:
-                log.info("stopping the capture line (finishing accepted work)")
+                log.info("stopping the inspection line (finishing accepted work)")
                 svc.line.stop()
                 svc.line = None
+            svc.inspections.attach_line(None)
             tiled.close()
 
     app = FastAPI(
@@ -123,6 +126,11 @@ class RejectionCounter:
             await send(message)
 
         await self.app(scope, receive, counting_send)
+
+
+def uploads_only_line(svc: Services) -> Line:
+    """The line of an app built without a `line_factory`: no sources, HTTP uploads only."""
+    return build_line(svc, LineOptions(hot_folder=False))
 
 
 def services_of(app: FastAPI) -> Services:

@@ -1,8 +1,9 @@
 """The live line inside `aoi serve`: the capture pipeline wired to the results database.
 
-Sources: the hot folder `<data dir>/inbox/` (always), an OpenCV camera or video (optional) and the
-synthetic demo feeder (`--demo`). Results go through `DatabaseSink`; recipes come from the product
-table. Queue depths and dropped frames are exposed on /metrics.
+Sources: the hot folder `<data dir>/inbox/` (on unless `--no-hot-folder`), an OpenCV camera or video
+(optional) and the synthetic demo feeder (`--demo`); and HTTP uploads, which the API hands to the same
+line (`LinePipeline.submit`). Results go through `DatabaseSink`; recipes come from the product table.
+Queue depths and dropped frames are exposed on /metrics.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from aoi.pipeline import (
     PipelineConfig,
     ProductRecipe,
     UnknownProductError,
+    UploadExtras,
     VideoSource,
 )
 from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionResult
 from aoi.storage import Storage
 from aoi.storage.products import ProductRepository
 from aoi.storage.recorder import DatabaseSink
+from aoi.storage.records import StoredInspection
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,12 @@ DEMO_PRODUCT = "demo"
 
 @dataclass(frozen=True)
 class LineOptions:
-    """What `aoi serve` attaches to the line. `camera`: a device index, video file or stream URL."""
+    """What `aoi serve` attaches to the line. `camera`: a device index, video file or stream URL.
+
+    `inspect_workers` (`--workers`): the line's inspect threads, the one CPU budget of the process: hot
+    folder, camera, demo and HTTP uploads are all inspected by them. `inspect_queue`: images accepted
+    and waiting for a worker; an upload that finds it full for `ServiceSettings.upload_wait_s` is a 503.
+    """
 
     hot_folder: bool = True
     camera: str | None = None
@@ -50,6 +58,7 @@ class LineOptions:
     demo: bool = False
     demo_rate_hz: float = 2.0
     inspect_workers: int = 2
+    inspect_queue: int = PipelineConfig.inspect_queue
     stop_timeout_s: float = 60.0
 
 
@@ -85,13 +94,16 @@ class MeteredSink:
         source_key: str,
         *,
         template_image: np.ndarray | None = None,
-    ) -> str:
+        upload: UploadExtras | None = None,
+    ) -> str | StoredInspection:
         started = time.perf_counter()
-        inspection_id = self.sink.store(result, test_image, template_ref, source_key, template_image=template_image)
-        source = source_key.partition(":")[0] or "pipeline"
+        stored = self.sink.store(
+            result, test_image, template_ref, source_key, template_image=template_image, upload=upload
+        )
+        source = upload.source if upload is not None else source_key.partition(":")[0] or "pipeline"
         total_ms = float(result.timings_ms.get("total", 0.0))
         self.metrics.observe_inspection(result.verdict.value, source, total_ms / 1000.0 + time.perf_counter() - started)
-        return inspection_id
+        return stored
 
     def already_done(self, source_key: str) -> bool:
         return self.sink.already_done(source_key)
@@ -142,7 +154,7 @@ def ensure_demo_product(storage: Storage) -> None:
 
 
 def build_line(svc: Services, options: LineOptions, inspector: InspectorLike | None = None) -> ServiceLine:
-    """Compose the pipeline for one `aoi serve` process.
+    """Compose the pipeline for one `aoi serve` process; HTTP uploads are handed to it from now on.
 
     The line inspects through the service's own `TiledInspector`, the one uploads use (one tiling, one
     pool of tile threads), when `inspector` is None or the engine that one wraps; any other inspector
@@ -157,6 +169,7 @@ def build_line(svc: Services, options: LineOptions, inspector: InspectorLike | N
         tiled = owned = TiledInspector(inspector, svc.settings.tiling)
     config = PipelineConfig(
         inspect_workers=options.inspect_workers,
+        inspect_queue=options.inspect_queue,
         px_per_mm=svc.settings.default_px_per_mm,
         line_name=svc.settings.line_name,
     )
@@ -166,6 +179,7 @@ def build_line(svc: Services, options: LineOptions, inspector: InspectorLike | N
         inbox = Path(storage.data_dir) / INBOX_DIR_NAME
         pipeline.add_source(HotFolderSource(inbox))
         log.info("hot folder: %s (drop images there, or in <product name>/ subfolders)", inbox)
+    svc.inspections.attach_line(pipeline, options.inspect_workers)
     if options.camera is not None:
         pipeline.add_source(
             VideoSource(options.camera, options.camera_product, name="camera", max_fps=options.camera_max_fps)

@@ -21,13 +21,13 @@ class Refusal(StrEnum):
     UNAUTHENTICATED_BEFORE_BODY = "refused_401_before_body"
     RATE_LIMITED = "refused_429_rate_limited"
     LINE_FULL = "refused_503_line_full"
-    SLOT_WAIT = "refused_503_slot_wait"
+    SLOT_WAIT = "refused_503_slot_wait"  # admitted, but the line's inspect queue stayed full (upload_wait_s)
     INFLIGHT_BYTES = "refused_503_inflight_bytes"
     KEY_STORE_DOWN = "refused_503_key_store_down"
 
 
 class RefusalCounts:
-    """Refusals since start, by reason (thread-safe: the slot wait refuses from a worker thread)."""
+    """Refusals since start, by reason (thread-safe: the line's wait refuses from a worker thread)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

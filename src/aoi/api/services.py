@@ -6,13 +6,13 @@ called from scripts and tests.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import select
@@ -22,12 +22,14 @@ from aoi.api import validation
 from aoi.api.errors import ApiError, not_found
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.settings import ServiceSettings
-from aoi.api.upload_line import UploadLine
+from aoi.api.upload_line import LineNotRunning, UploadLine
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.detection.tiling import TiledInspector
-from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
-from aoi.pipeline.trace import TraceSettings, resolve_trace
+from aoi.pipeline import PipelineBusy, PipelineStopped, ProductRecipe, UploadExtras
+from aoi.pipeline import StoredInspection as LineStored
+from aoi.pipeline.capture import CaptureSettings
+from aoi.pipeline.trace import TraceSettings
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Trace, Verdict, check_trace_id
 from aoi.storage import Storage
 from aoi.storage.database import is_unavailable
@@ -222,10 +224,27 @@ def parse_capture(capture_json: str | None) -> CaptureSettings | None:
     return None if capture.is_empty else capture
 
 
+class UploadLinePath(Protocol):
+    """What an upload is handed to: the running line's `LinePipeline.submit`."""
+
+    def submit(
+        self,
+        image: np.ndarray,
+        *,
+        template: np.ndarray | None = None,
+        product: str | None = None,
+        source_key: str | None = None,
+        image_id: str | None = None,
+        timeout_s: float = 10.0,
+        upload: UploadExtras | None = None,
+    ) -> Future[LineStored]: ...
+
+
 class InspectionService:
-    """Uploads: decoded, inspected and stored. `inspector` is the process's one `TiledInspector`
-    (`create_app` builds it from `ServiceSettings.tiling`; the line shares it), so a panel upload is
-    tiled exactly as the line tiles it."""
+    """Uploads: decoded and checked in the request, then inspected and stored by the line (one path, one
+    CPU budget: the line's inspect workers), the request waiting on the answer. `inspector` is the
+    process's one `TiledInspector` (`create_app` builds it from `ServiceSettings.tiling`; the line
+    `build_line` composes inspects through it unless given an inspector of its own)."""
 
     def __init__(
         self,
@@ -237,16 +256,22 @@ class InspectionService:
     ) -> None:
         self.storage = storage
         self.inspector = inspector
-        self.capture = CaptureResolver(inspector)  # a product's capture setup -> engine configs, once per setup
         self.settings = settings
         self.metrics = metrics
         self.products = products
+        self.line: UploadLinePath | None = None  # set by `aoi.api.line.build_line`
         self.uploads = UploadLine(settings.upload_concurrency, settings.upload_queue_depth, settings.upload_wait_s)
         metrics.add_gauge(
             "upload_slots",
-            "Uploads being inspected (busy), waiting for a slot, and admitted in all (the HTTP door's count).",
+            "Uploads in the inspection line (busy: queued or being inspected, their request waiting), waiting"
+            " for room in its inspect queue, and admitted in all (the HTTP door's count).",
             self.uploads.counts,
         )
+
+    def attach_line(self, line: UploadLinePath | None, workers: int = 1) -> None:
+        """The line uploads are handed to (None: none; uploads are then answered 503)."""
+        self.line = line
+        self.uploads.workers = workers
 
     def inspect_upload(
         self,
@@ -260,11 +285,13 @@ class InspectionService:
     ) -> StoredInspection:
         """Inspect one uploaded image against its product's template (or an uploaded one) and store it.
 
+        Everything a request can get wrong is checked here (415, 422, 404); then the line inspects and
+        stores it and this waits for the answer. 503 (UploadLineFull) when the line's inspect queue stays
+        full for `upload_wait_s`; 422 when the engine refuses the image (another board's template).
         `claim`: the request's idempotency key, stored with the inspection (see `aoi.api.idempotency`).
         `trace`: lot, panel and line sent with the image (`trace_fields`); what it leaves unknown is read
         as the product says (QR code, file name), and the line is this service's `line_name`.
         """
-        started = time.perf_counter()
         product_ref = (product_ref or "").strip() or None
         if product_ref is None and template is None:
             raise ApiError(422, "missing_template", "give either 'product' (a product id) or a 'template' file")
@@ -276,80 +303,82 @@ class InspectionService:
         if product_ref is not None:
             validation.plain_text(product_ref, "product", PRODUCT_NAME_MAX_CHARS)
         product = self.products.get(product_ref) if product_ref is not None else None
-        with self.uploads.slot():  # a core, or UploadLineFull (503) after `upload_wait_s`
-            test, result, uploaded_template = self._decode_and_inspect(image, product, template, px_per_mm, image_id)
-            found = resolve_trace(
-                trace or Trace(),
-                product.trace if product is not None else None,
-                image.filename or image_id,
-                test,
-                self.settings.line_name,
-            )
-            result = replace(result, trace=found)
-        stored = self.storage.recorder.record(
-            result,
-            test,
+        test, recipe, uploaded_template = self._decode(image, product, template)
+        extras = UploadExtras(
+            recipe=recipe,
+            trace=trace or Trace(),
+            px_per_mm=px_per_mm,
+            filename=image.filename,
             product=product,
-            template_image=uploaded_template,
-            source="upload",
-            test_received=image.data,
             claim=claim,
+            test_received=image.data,
         )
-        self.metrics.observe_inspection(stored.result.verdict.value, "upload", time.perf_counter() - started)
-        return stored
+        stored = self._through_the_line(test, uploaded_template, product, image_id, extras)
+        if isinstance(stored.record, StoredInspection):
+            return stored.record
+        return self.get(stored.inspection_id)  # a sink that returns only the id
 
-    def _decode_and_inspect(
-        self,
-        image: Upload,
-        product: Product | None,
-        template: Upload | None,
-        px_per_mm: float | None,
-        image_id: str,
-    ) -> tuple[np.ndarray, InspectionResult, np.ndarray | None]:
-        """The CPU-bound part of an upload, run while holding one of the `upload_concurrency` slots."""
+    def _decode(
+        self, image: Upload, product: Product | None, template: Upload | None
+    ) -> tuple[np.ndarray, ProductRecipe | None, np.ndarray | None]:
+        """The test image; the product's recipe (its template loaded) or the uploaded template; 415/422
+        for what cannot be inspected (not an image, a broken one, a template of another size)."""
         test = decode_upload(image, "image")
+        recipe: ProductRecipe | None = None
+        uploaded_template: np.ndarray | None = None
         if product is not None:
             template_image = self.storage.images.load_template(product.template_path)
-            uploaded_template = None
+            recipe = ProductRecipe(
+                template=template_image,
+                px_per_mm=product.px_per_mm,
+                rules=product.rules,
+                capture=product.capture,
+                trace=product.trace,
+            )
         else:
-            if template is None:  # narrowed above; kept for the type checker
+            if template is None:  # narrowed by the caller; kept for the type checker
                 raise ApiError(422, "missing_template", "a 'template' file is required without a product")
             template_image = uploaded_template = decode_upload(template, "template")
         if template_image.shape != test.shape:
             th, tw = template_image.shape
             h, w = test.shape
             raise ApiError(422, "template_size_mismatch", f"the template is {tw}x{th} px but the image is {w}x{h} px")
-        scale = px_per_mm or (product.px_per_mm if product is not None else self.settings.default_px_per_mm)
-        rules = product.rules if product is not None else None
-        capture = self.capture.resolve(product.capture if product is not None else None)
-        try:
-            result = self._inspect(
-                test, template_image, image_id, scale, rules, product.name if product else None, capture
-            )
-        except InspectionInputError as exc:
-            raise ApiError(422, type(exc).__name__, str(exc)) from exc
-        return test, result, uploaded_template
+        return test, recipe, uploaded_template
 
-    def _inspect(
+    def _through_the_line(
         self,
         test: np.ndarray,
-        template: np.ndarray,
+        uploaded_template: np.ndarray | None,
+        product: Product | None,
         image_id: str,
-        px_per_mm: float,
-        rules: VerdictRules | None,
-        product: str | None,
-        capture: CaptureConfigs,
-    ) -> InspectionResult:
-        return self.inspector.inspect(
-            test,
-            template,
-            image_id=image_id,
-            px_per_mm=px_per_mm,
-            rules=rules,
-            product=product,
-            candidates=capture.candidates,
-            registration=capture.registration,
-        )
+        extras: UploadExtras,
+    ) -> LineStored:
+        """Hand the upload to the line and wait for it to be inspected and stored. What the sink raised
+        (database unavailable or full, IdempotencyKeyTaken) is raised here as it was raised."""
+        line = self.line
+        if line is None:
+            raise LineNotRunning("the inspection line is not running; retry later", self.uploads.retry_after_s())
+        try:
+            with self.uploads.waiting_for_room():
+                future = line.submit(
+                    test,
+                    template=uploaded_template,
+                    product=product.name if product is not None else None,
+                    image_id=image_id,
+                    timeout_s=self.settings.upload_wait_s,
+                    upload=extras,
+                )
+        except PipelineBusy:
+            raise self.uploads.refused_after_wait() from None
+        except PipelineStopped:
+            raise LineNotRunning(
+                "the inspection line is stopping (the service shuts down); retry later", self.uploads.retry_after_s()
+            ) from None
+        with self.uploads.in_line():
+            try:
+                return future.result()
+            except InspectionInputError as exc:
+                raise ApiError(422, type(exc).__name__, str(exc)) from exc
 
     def get(self, inspection_id: str) -> StoredInspection:
         if not validation.is_record_id(inspection_id):

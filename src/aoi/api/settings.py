@@ -14,7 +14,7 @@ from aoi.shifts import DEFAULT_SHIFTS, ShiftError, ShiftPlan, plant_zone
 DEFAULT_DATA_DIR = Path("aoi-data")
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # a 16k x 16k PNG panel plus its template fits
 INFLIGHT_UPLOADS_OF_MAX_SIZE = 4  # default in-flight byte budget: this many largest uploads at once
-UPLOAD_QUEUE_PER_SLOT = 4  # default upload queue: this many waiting uploads per inspection slot
+UPLOAD_QUEUE_PER_SLOT = 4  # default upload queue: this many more uploads admitted per `upload_concurrency`
 DEFAULT_UPLOAD_WAIT_S = 30.0
 DEFAULT_RATE_LIMIT_BURST = 20
 
@@ -27,12 +27,14 @@ class ServiceSettings:
     inspected tile by tile, in tiles of this size overlapping by at least `panel_overlap_px`,
     `panel_workers` tiles at once (see `tiling`).
     `default_px_per_mm` applies to uploads with an explicit template and no product.
-    `upload_concurrency`: uploads decoded and inspected at once (one per core by default); more
-    concurrent requests wait for a slot instead of fighting over the cores, which would only make
-    every one of them slower.
-    `upload_queue`: uploads admitted to wait for a slot (None: 4 per slot); past `upload_concurrency`
-    + `upload_queue` an upload is refused at once with 503 + Retry-After, before its body is read.
-    `upload_wait_s`: an upload that waited this long for a slot is refused (503 + Retry-After).
+    Uploads are inspected by the line's inspect workers (`aoi.api.line.LineOptions.inspect_workers`,
+    `aoi serve --workers`), the one CPU budget shared with the hot folder, camera and demo.
+    `upload_concurrency` (deprecated: it no longer sets how many uploads are inspected at once) and
+    `upload_queue` (None: 4 per `upload_concurrency`) size only the door: past `upload_concurrency` +
+    `upload_queue` uploads admitted at once, one more is refused with 503 + Retry-After before its body
+    is read.
+    `upload_wait_s`: an upload that finds the line's inspect queue full this long is refused (503 +
+    Retry-After).
     `max_inflight_bytes`: request bodies held at once, all requests together (None: 4 of the largest
     uploads); a body that would pass it is refused with 503 + Retry-After.
     `rate_limit_per_s`: writes a second per API key (0: no limit), `rate_limit_burst` at once (429).
@@ -108,7 +110,7 @@ class ServiceSettings:
 
     @property
     def upload_queue_depth(self) -> int:
-        """`upload_queue`, or its default: 4 waiting uploads per inspection slot."""
+        """`upload_queue`, or its default: 4 per `upload_concurrency`."""
         if self.upload_queue is not None:
             return self.upload_queue
         return UPLOAD_QUEUE_PER_SLOT * self.upload_concurrency

@@ -1,9 +1,12 @@
-"""The uploads one service takes on at once: a bounded line with a stated policy when it is full.
+"""The uploads one service takes on at once: a bounded door in front of the inspection line.
 
-`concurrency` uploads are decoded and inspected at once (one per core); up to `queue` more are
-admitted and wait. An upload that finds the line full is refused at the door (503 + Retry-After,
-before its body is read), and one that waits longer than `max_wait_s` for a slot is refused too,
-so an accepted upload's latency stays bounded instead of growing with the offered load.
+Uploads are inspected by the line's inspect workers (`aoi.pipeline.LinePipeline`, `aoi serve --workers`),
+the one CPU budget of the process, alongside the hot folder, camera and demo. This door only bounds how
+many uploads are in the service at once: `concurrency + queue` uploads are admitted (their bodies read,
+decoded, handed to the line and waited on); one more is refused at the door (503 + Retry-After, before
+its body is read). An admitted upload that finds the line's inspect queue full for `max_wait_s` is
+refused too (`PipelineBusy` -> UploadLineFull), so an accepted upload's latency stays bounded instead of
+growing with the offered load.
 """
 
 from __future__ import annotations
@@ -18,24 +21,39 @@ from aoi.api.errors import ApiError
 
 # Until the first upload has been timed: a guess of one inspection's duration, for Retry-After only.
 FIRST_SERVICE_TIME_GUESS_S = 1.0
-SERVICE_TIME_SMOOTHING = 0.2  # weight of the newest sample in the moving average of slot hold times
+SERVICE_TIME_SMOOTHING = 0.2  # weight of the newest sample in the moving average of times in the line
 LONGEST_RETRY_AFTER_S = 60.0
 
 
-class UploadLineFull(ApiError):
-    """503: the upload line is full, or no slot came free in time; retry after `retry_after_s`."""
+class RetryLater(ApiError):
+    """A 503 the client should retry after `retry_after_s` (answered with a Retry-After header)."""
 
-    def __init__(self, detail: str, retry_after_s: float) -> None:
-        super().__init__(503, "line_full", detail)
+    def __init__(self, error: str, detail: str, retry_after_s: float) -> None:
+        super().__init__(503, error, detail)
         self.retry_after_s = retry_after_s
 
 
-class UploadLine:
-    """Door count (uploads admitted and not yet answered) and run slots (uploads being inspected).
+class UploadLineFull(RetryLater):
+    """503: the upload line is full, or the line's inspect queue stayed full; retry after `retry_after_s`."""
 
-    `try_admit`/`leave` are called by the HTTP admission guard before a body is read; `slot()` by
-    the service around the CPU-bound part. Thread-safe: the door runs on the event loop, slots in
-    the threadpool.
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__("line_full", detail, retry_after_s)
+
+
+class LineNotRunning(RetryLater):
+    """503: the inspection line is stopping (the service shuts down) or not running."""
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__("line_stopped", detail, retry_after_s)
+
+
+class UploadLine:
+    """Door count (uploads admitted and not yet answered) and the uploads handed to the inspection line.
+
+    `try_admit`/`leave` are called by the HTTP admission guard before a body is read; `waiting_for_room()`
+    and `in_line()` by the service around `LinePipeline.submit` and the wait on its future. Thread-safe:
+    the door runs on the event loop, the rest in the threadpool. `workers`: the line's inspect workers
+    (set when the line is built), for Retry-After only.
     """
 
     def __init__(
@@ -46,8 +64,8 @@ class UploadLine:
         self.concurrency = concurrency
         self.queue = queue
         self.max_wait_s = max_wait_s
+        self.workers = concurrency
         self._clock = clock
-        self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
         self._admitted = 0
         self._waiting = 0
@@ -56,7 +74,7 @@ class UploadLine:
 
     @property
     def capacity(self) -> int:
-        """Uploads admitted at most: those being inspected plus those waiting."""
+        """Uploads admitted at most."""
         return self.concurrency + self.queue
 
     def try_admit(self) -> bool:
@@ -73,20 +91,21 @@ class UploadLine:
             self._admitted -= 1
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the `concurrency` run slots; UploadLineFull after waiting `max_wait_s` for one."""
+    def waiting_for_room(self) -> Iterator[None]:
+        """Around `LinePipeline.submit`: counted as waiting for room in the line's inspect queue."""
         with self._lock:
             self._waiting += 1
-        acquired = self._slots.acquire(timeout=self.max_wait_s)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    @contextmanager
+    def in_line(self) -> Iterator[None]:
+        """Around the wait on an accepted upload's future: counted as busy, and timed for Retry-After."""
         with self._lock:
-            self._waiting -= 1
-            if acquired:
-                self._busy += 1
-        if not acquired:
-            raise UploadLineFull(
-                f"no inspection slot came free within {self.max_wait_s:g} s (the line is saturated); retry later",
-                self.retry_after_s(),
-            )
+            self._busy += 1
         started = self._clock()
         try:
             yield
@@ -95,16 +114,24 @@ class UploadLine:
             with self._lock:
                 self._busy -= 1
                 self._service_s += SERVICE_TIME_SMOOTHING * (held_s - self._service_s)
-            self._slots.release()
+
+    def refused_after_wait(self) -> UploadLineFull:
+        """The 503 of an upload whose wait for room in the line's inspect queue ran out."""
+        return UploadLineFull(
+            f"the inspection line stayed full for {self.max_wait_s:g} s (it is saturated); retry later",
+            self.retry_after_s(),
+        )
 
     def retry_after_s(self) -> float:
-        """Seconds until the uploads waiting now, and one more, would have had a slot (1 to 60)."""
+        """Seconds until the uploads in the line now, and one more, would have been inspected (1 to 60)."""
         with self._lock:
-            ahead = self._waiting + 1
+            ahead = self._busy + self._waiting + 1
             service_s = self._service_s
-        return min(LONGEST_RETRY_AFTER_S, max(1.0, math.ceil(service_s * ahead / self.concurrency)))
+            workers = max(1, self.workers)
+        return min(LONGEST_RETRY_AFTER_S, max(1.0, math.ceil(service_s * ahead / workers)))
 
     def counts(self) -> Mapping[str, float]:
-        """The `upload_slots` gauge: being inspected, waiting for a slot, admitted in all."""
+        """The `upload_slots` gauge: uploads in the line (queued or being inspected and stored, their
+        request waiting on the answer), waiting for room in its inspect queue, admitted in all."""
         with self._lock:
             return {"busy": float(self._busy), "waiting": float(self._waiting), "admitted": float(self._admitted)}

@@ -15,6 +15,7 @@ from aoi.pipeline.protocols import (
     ResultSink,
     TemplateProvider,
     UnknownProductError,
+    UploadExtras,
 )
 from aoi.pipeline.sinks import MemorySink
 from aoi.pipeline.sources import DemoSource, HotFolderSource, SourceError, VideoSource
@@ -45,5 +46,6 @@ __all__ = [
     "StoredInspection",
     "TemplateProvider",
     "UnknownProductError",
+    "UploadExtras",
     "VideoSource",
 ]

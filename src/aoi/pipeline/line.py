@@ -30,8 +30,10 @@ from aoi.pipeline.protocols import (
     ProductRecipe,
     QueuePolicy,
     ResultSink,
+    SinkRecord,
     TemplateProvider,
     UnknownProductError,
+    UploadExtras,
 )
 from aoi.pipeline.stages import BoundedQueue, LatencyRecorder, QueueClosed, QueueFull, Worker
 from aoi.pipeline.templates import CachingTemplateProvider
@@ -56,10 +58,12 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class StoredInspection:
-    """What an accepted upload's future resolves to: the sink's id and the result."""
+    """What an accepted upload's future resolves to: the sink's id and the result, and the sink's own
+    record of it when the sink returned one (`DatabaseSink`: the stored upload, as the API answers it)."""
 
     inspection_id: str
     result: InspectionResult
+    record: SinkRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -230,15 +234,19 @@ class LinePipeline:
         source_key: str | None = None,
         image_id: str | None = None,
         timeout_s: float = 10.0,
+        upload: UploadExtras | None = None,
     ) -> Future[StoredInspection]:
-        """Queue one uploaded image; the future resolves to StoredInspection or raises the image's error.
+        """Queue one uploaded image; the future resolves to StoredInspection or raises the image's error
+        (an `InspectionInputError` from the engine, or whatever the sink raised, as it was raised).
 
+        `upload`: what an HTTP upload brings besides its pixels (`UploadExtras`: its product's recipe,
+        so `product` is then only its name, the form's trace, the sink's extras).
         Blocks while the inspect queue is full (uploads are never dropped); raises PipelineBusy when it
         stays full for `timeout_s`, PipelineStopped once `stop()` has begun.
         """
         if not self._started or self._stopped:
             raise PipelineStopped("the pipeline is not running")
-        if template is None and product is None:
+        if template is None and product is None and (upload is None or upload.recipe is None):
             raise InspectionInputError("an upload needs a product id or a template image")
         key = source_key or f"upload:{uuid.uuid4().hex}"
         captured = CapturedImage(
@@ -247,6 +255,7 @@ class LinePipeline:
             product=product,
             template=template,
             image_id=image_id or key.removeprefix("upload:"),
+            upload=upload,
         )
         future: Future[StoredInspection] = Future()
         future.set_running_or_notify_cancel()
@@ -363,10 +372,14 @@ class LinePipeline:
         captured = job.captured
         image_id = captured.image_id or captured.source_key
         done = _Inspected(job, image_id)
+        upload = captured.upload
         try:
             image, template = captured.pixels()
             image = validate_image(image, image_id)
-            recipe = self._recipe(captured.product, needed=template is None)
+            if upload is not None and upload.recipe is not None:  # resolved by the request: not looked up again
+                recipe: ProductRecipe | None = upload.recipe
+            else:
+                recipe = self._recipe(captured.product, needed=template is None)
             if template is None:
                 if recipe is None:
                     raise InspectionInputError(f"{image_id}: no template and no product to take one from")
@@ -378,8 +391,10 @@ class LinePipeline:
                 if captured.template_ref is None:  # demo, camera, upload: the sink keeps the pixels themselves
                     done.template_image = template
             done.test_image = image
-            result = self._inspect(image, template, image_id, captured.product, recipe)
-            trace = resolve_trace(Trace(), recipe.trace if recipe else None, image_id, image, self.config.line_name)
+            px_per_mm = upload.px_per_mm if upload is not None else None
+            result = self._inspect(image, template, image_id, captured.product, recipe, px_per_mm)
+            given, name = (upload.trace, upload.filename or image_id) if upload is not None else (Trace(), image_id)
+            trace = resolve_trace(given, recipe.trace if recipe else None, name, image, self.config.line_name)
             done.result = replace(result, trace=trace)
         except Exception as exc:  # one bad image never stops the line
             if not isinstance(exc, InspectionInputError):
@@ -413,9 +428,16 @@ class LinePipeline:
             return None  # an explicit template came with the image; the product is only a label
 
     def _inspect(
-        self, image: np.ndarray, template: np.ndarray, image_id: str, product: str | None, recipe: ProductRecipe | None
+        self,
+        image: np.ndarray,
+        template: np.ndarray,
+        image_id: str,
+        product: str | None,
+        recipe: ProductRecipe | None,
+        px_per_mm: float | None = None,
     ) -> InspectionResult:
-        px_per_mm = recipe.px_per_mm if recipe else self.config.px_per_mm
+        """`px_per_mm`: an upload's own calibration, over the recipe's and the line's default."""
+        px_per_mm = px_per_mm or (recipe.px_per_mm if recipe else self.config.px_per_mm)
         rules = recipe.rules if recipe else self.config.rules
         capture = self.capture.resolve(recipe.capture if recipe else None)
         return self.inspector.inspect(
@@ -449,21 +471,33 @@ class LinePipeline:
         key = captured.source_key
         if done.result is not None and done.test_image is not None:
             try:
-                inspection_id = self.sink.store(
-                    done.result, done.test_image, done.template_ref, key, template_image=done.template_image
+                stored = self.sink.store(
+                    done.result,
+                    done.test_image,
+                    done.template_ref,
+                    key,
+                    template_image=done.template_image,
+                    upload=captured.upload,
                 )
             except Exception as exc:
-                self._log_store_error(key, exc)
-                self._finish(job, "store_errors", Outcome(OutcomeStatus.NOT_STORED, key), error=StoreError(str(exc)))
+                if job.future is None:
+                    self._log_store_error(key, exc)
+                    error: BaseException = StoreError(str(exc))
+                else:  # an upload: its request answers the sink's own error (503, 507, a replay), and logs it
+                    log.debug("sink did not store upload %s: %r", key, exc)
+                    error = exc
+                self._finish(job, "store_errors", Outcome(OutcomeStatus.NOT_STORED, key), error=error)
             else:
                 self._last_store_error = None
+                record = None if isinstance(stored, str) else stored
+                inspection_id = stored if isinstance(stored, str) else stored.id
                 outcome = Outcome(OutcomeStatus.STORED, key, inspection_id, result=done.result)
-                self._finish(job, "stored", outcome, value=StoredInspection(inspection_id, done.result))
+                self._finish(job, "stored", outcome, value=StoredInspection(inspection_id, done.result, record))
         else:
             failure = done.failure or InspectionFailure(done.image_id, "InternalError", "no result")
             store_failure = getattr(self.sink, "store_failure", None)
             failure_id: str | None = None
-            if store_failure is not None:
+            if store_failure is not None and captured.upload is None:  # an HTTP upload's request answers it
                 try:
                     failure_id = store_failure(failure, key)
                 except Exception:

@@ -11,14 +11,18 @@ import enum
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from aoi.pipeline.capture import CaptureSettings
 from aoi.pipeline.trace import TraceSettings
-from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult
+from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult, Trace
 from aoi.verdict import VerdictRules
+
+if TYPE_CHECKING:  # the storage types an upload carries through the line to the database sink, untouched
+    from aoi.storage.idempotency import IdempotencyClaim
+    from aoi.storage.records import Product
 
 
 class SourceError(Exception):
@@ -61,6 +65,35 @@ class Outcome:
     failure: InspectionFailure | None = None
 
 
+@dataclass(frozen=True)
+class UploadExtras:
+    """What an HTTP upload brings through the line besides its pixels (`LinePipeline.submit(upload=)`).
+
+    The request has decoded and checked everything; the line inspects with these and hands them to the sink:
+
+    - `recipe`: the product's recipe as the request resolved it (its template loaded): the line does not
+      look the product up again. None: the upload brought its own template (`CapturedImage.template`).
+    - `trace`: lot, panel and line from the request's form; what it leaves unknown is read as the
+      recipe's trace settings say (`resolve_trace`), `filename` being the name its patterns match.
+    - `px_per_mm`: the request's calibration, over the recipe's (or the line's default).
+    - `product`, `claim`, `test_received`, `source`: for the sink only (`aoi.storage.recorder.DatabaseSink`):
+      the product record to link, the request's idempotency claim (stored in the same transaction),
+      the image's bytes as received (stored without re-encoding) and the source recorded.
+
+    An upload the engine refuses (`InspectionInputError`) is answered to its request through its future;
+    it is not recorded with the sink's `store_failure` (nothing of a refused request is stored).
+    """
+
+    recipe: ProductRecipe | None = None
+    trace: Trace = field(default_factory=Trace)
+    px_per_mm: float | None = None
+    filename: str = ""
+    product: Product | None = None
+    claim: IdempotencyClaim | None = None
+    test_received: bytes | None = None
+    source: str = "upload"
+
+
 @dataclass
 class CapturedImage:
     """One image handed from a source to the pipeline.
@@ -80,6 +113,7 @@ class CapturedImage:
     template_ref: str | None = None
     load: Callable[[], tuple[np.ndarray, np.ndarray | None]] | None = None
     on_done: Callable[[Outcome], None] | None = None
+    upload: UploadExtras | None = None  # an HTTP upload's request-side extras; None for every source
 
     def pixels(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The test image and the explicit template (if any), decoding now when deferred."""
@@ -114,6 +148,13 @@ class StopFlag(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
 
 
+class SinkRecord(Protocol):
+    """A sink's own record of a stored upload (the database's `StoredInspection`): it has an id."""
+
+    @property
+    def id(self) -> str: ...
+
+
 @runtime_checkable
 class ResultSink(Protocol):
     """Where inspected boards go (the database, a test list). Must be safe to call from one thread.
@@ -130,6 +171,11 @@ class ResultSink(Protocol):
     capture brought them itself with no file to name (the demo line, a camera or upload with an explicit
     template): a sink that keeps templates keeps these, so every stored board has the template it was
     inspected against (the retraining loop needs the pair). None when `template_ref` says it all.
+
+    `upload`: an HTTP upload's extras (`UploadExtras`), None for every other source. A sink that stores
+    uploads honours them (product, idempotency claim, bytes as received) and may return its own record of
+    the stored upload (anything with an `id`) instead of the bare id; the upload's future carries it.
+    Whatever `store` raises for an upload reaches the request as it is.
     """
 
     def store(
@@ -140,7 +186,8 @@ class ResultSink(Protocol):
         source_key: str,
         *,
         template_image: np.ndarray | None = None,
-    ) -> str: ...
+        upload: UploadExtras | None = None,
+    ) -> str | SinkRecord: ...
 
     def already_done(self, source_key: str) -> bool: ...
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aoi.pipeline.protocols import UploadExtras
 from aoi.schema import InspectionFailure, InspectionResult
 
 
@@ -48,6 +49,7 @@ class MemorySink:
         source_key: str,
         *,
         template_image: np.ndarray | None = None,
+        upload: UploadExtras | None = None,
     ) -> str:
         with self._lock:
             existing = self._by_key.get(source_key)

@@ -10,6 +10,7 @@ import logging
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
@@ -24,6 +25,9 @@ from aoi.storage.inspections import InspectionRepository
 from aoi.storage.models import FailureRow, InspectionRow, utc_now
 from aoi.storage.products import ProductRepository
 from aoi.storage.records import Product, StoredInspection, inspection_to_row, utc_now_aware
+
+if TYPE_CHECKING:
+    from aoi.pipeline.protocols import UploadExtras
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +181,9 @@ class DatabaseSink:
       upload with its own template; `template_ref` None): saved with the inspection. `result.product`, if
       it names a registered product, then only labels the board: the product is linked, but its recipe
       template is not claimed as the one used.
+    - `upload` (an HTTP upload through the line): stored as the API always stored uploads, with the
+      product the request resolved, its idempotency claim (IdempotencyKeyTaken when a concurrent request
+      with the key committed first), the bytes as received and no source key; the stored record is returned.
     """
 
     def __init__(self, recorder: InspectionRecorder, source: str = "pipeline") -> None:
@@ -191,7 +198,18 @@ class DatabaseSink:
         source_key: str,
         *,
         template_image: np.ndarray | None = None,
-    ) -> str:
+        upload: UploadExtras | None = None,
+    ) -> str | StoredInspection:
+        if upload is not None:
+            return self.recorder.record(
+                result,
+                test_image,
+                product=upload.product,
+                template_image=template_image,
+                source=upload.source,
+                test_received=upload.test_received,
+                claim=upload.claim,
+            )
         product: Product | None = None
         if template_ref:
             product = self._product(template_ref)
