@@ -23,9 +23,11 @@ from aoi.pipeline import (
     QueuePolicy,
     StaticTemplateProvider,
     UnknownProductError,
+    UploadExtras,
 )
+from aoi.pipeline.trace import TraceSettings
 from aoi.registration import RegistrationError
-from aoi.schema import DefectType, InspectionResult, Verdict
+from aoi.schema import DefectType, InspectionResult, Trace, Verdict
 from aoi.verdict import TypeRule, VerdictRules
 
 
@@ -261,3 +263,45 @@ def test_metrics_snapshot_has_counts_queues_and_latencies() -> None:
         assert m["latency_ms"][stage]["p99_ms"] >= m["latency_ms"][stage]["p50_ms"] >= 0
     assert set(m["engine_latency_ms"]) == {"register", "classify", "total"}  # the fake's stages
     assert m["engine_latency_ms"]["register"]["count"] == 3
+
+
+class UploadSink(MemorySink):
+    """Keeps the upload extras each store got; raises `refuse` instead of storing while it is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extras: list[UploadExtras | None] = []
+        self.refuse: Exception | None = None
+
+    def store(self, result, test_image, template_ref, source_key, *, template_image=None, upload=None):  # type: ignore[no-untyped-def]
+        if self.refuse is not None:
+            raise self.refuse
+        self.extras.append(upload)
+        return super().store(result, test_image, template_ref, source_key, template_image=template_image, upload=upload)
+
+
+def test_an_upload_brings_its_recipe_trace_and_calibration_and_gets_the_sinks_own_error() -> None:
+    """The request resolved the product (its recipe rides with the job: no lookup), sent a panel id and a
+    calibration; the line merges the trace with the recipe's settings and hands the extras to the sink.
+    A refused upload is its future's error, as raised, and not a failure record."""
+    template, test = _pairs(1)[0]
+    settings = TraceSettings(file_pattern=r"(?P<lot>L\d+)_")
+    recipe = ProductRecipe(template, px_per_mm=10.0, rules=VerdictRules(), trace=settings)
+    sink = UploadSink()
+    with LinePipeline(FakeInspector(), sink, StaticTemplateProvider(), PipelineConfig(line_name="SMT-3")) as line:
+        extras = UploadExtras(recipe=recipe, trace=Trace(panel_id="P9"), px_per_mm=20.0, filename="L12_x.png")
+        stored = line.submit(test, product="board-a", image_id="b1", upload=extras).result(timeout=5)
+        wrong_size = line.submit(test, template=template[:64, :64], upload=UploadExtras())
+        with pytest.raises(RegistrationError):
+            wrong_size.result(timeout=5)
+        sink.refuse = ConnectionError("database down")
+        refused = line.submit(test, template=template, upload=UploadExtras())
+        with pytest.raises(ConnectionError, match="database down"):
+            refused.result(timeout=5)
+    assert stored.result.trace == Trace(lot="L12", panel_id="P9", line="SMT-3")  # form, file name, line
+    assert stored.result.defects[0].box_mm == (0.5, 0.5, 0.7, 1.0)  # the upload's 20 px/mm over the recipe's 10
+    assert stored.result.product == "board-a"  # not in the template provider: the recipe came with the upload
+    assert sink.extras == [extras]
+    assert sink.failures == []
+    counts = line.metrics()["counts"]
+    assert (counts["stored"], counts["failed"], counts["store_errors"]) == (1, 1, 1)
