@@ -6,6 +6,7 @@ Plain functions: `aoi.cli` registers them as commands of the one `aoi` app.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,14 +55,14 @@ def serve(
         float, typer.Option("--max-upload-mb", help="Largest accepted request body, in MiB (413 above).")
     ] = DEFAULT_MAX_UPLOAD_BYTES / 2**20,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--workers",
             min=1,
             help="Inspection threads of the line: the one CPU budget, shared by HTTP uploads, the hot folder,"
-            " camera and demo.",
+            " camera and demo. Default: 1 per core.",
         ),
-    ] = 2,
+    ] = None,
     no_hot_folder: Annotated[bool, typer.Option("--no-hot-folder", help="Do not watch DATA_DIR/inbox.")] = False,
     upload_concurrency: Annotated[
         int | None,
@@ -174,7 +175,7 @@ def serve(
         camera=camera,
         camera_product=camera_product,
         demo=demo,
-        inspect_workers=workers,
+        inspect_workers=workers or max(1, os.cpu_count() or 1),  # one per core, as uploads had before issue 8
     )
     app = create_app(
         settings,
