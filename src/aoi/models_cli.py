@@ -1,7 +1,8 @@
 """Commands of the learning loop: `aoi train --reviews` and `aoi models list|promote|rollback`.
 
 The lead registers these functions in `aoi.cli`. The registry lives in `<data dir>/models`; `aoi serve`
-serves its promoted model unless `--model` names another.
+serves its promoted model unless `--model` names another, and follows promotions and rollbacks while it
+runs (`aoi.api.model_follow`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ from aoi.data.annotations import AnnotatedPair
 from aoi.detection.model_registry import ModelRegistry, RegistryError
 
 err = Console(stderr=True, soft_wrap=True)
+SERVED_WHEN = "a running `aoi serve` without --model serves it within seconds; otherwise at its next start"
 
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", help="The line's data folder (its registry is DATA_DIR/models).")
 ]
-
-
-def registry_of(data_dir: Path) -> ModelRegistry:
-    return ModelRegistry(Path(data_dir) / "models")
 
 
 def retrain(
@@ -62,7 +60,7 @@ def retrain(
     if not reviews.is_dir():
         err.print(f"[red]error:[/red] data folder {reviews} not found")
         raise typer.Exit(2)
-    registry = registry_of(reviews)
+    registry = ModelRegistry.in_data_dir(reviews)
     try:
         settings = FineTuneSettings(holdout_fraction=holdout_fraction)
         if epochs is not None:
@@ -114,7 +112,7 @@ def retrain(
         storage.close()
     comparison = outcome.result.comparison
     if outcome.promoted:
-        err.print(f"promoted {outcome.registered.version}: restart `aoi serve` (or it serves it at its next start)")
+        err.print(f"promoted {outcome.registered.version}: {SERVED_WHEN}")
     elif comparison.fit_to_promote:
         err.print(f"registered {outcome.registered.version}; promote it with `aoi models promote`")
     else:
@@ -134,7 +132,7 @@ def retrain(
 
 def models_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     """The registered models, the one served (*) and how each compared with its base."""
-    registry = registry_of(data_dir)
+    registry = ModelRegistry.in_data_dir(data_dir)
     try:
         models, active = registry.models(), registry.active_version()
     except RegistryError as exc:
@@ -159,21 +157,21 @@ def models_promote(
 ) -> None:
     """Serve this registered model from the next `aoi serve` start on."""
     try:
-        registry_of(data_dir).promote(version, reason="by hand")
+        ModelRegistry.in_data_dir(data_dir).promote(version, reason="by hand")
     except RegistryError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    typer.echo(f"promoted {version}; restart `aoi serve` to serve it")
+    typer.echo(f"promoted {version}: {SERVED_WHEN}")
 
 
 def models_rollback(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     """Serve again the model served before the current one (the bundled default if none)."""
     try:
-        now = registry_of(data_dir).rollback()
+        now = ModelRegistry.in_data_dir(data_dir).rollback()
     except RegistryError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    typer.echo(f"now serving {now or 'the bundled default model'}; restart `aoi serve` to serve it")
+    typer.echo(f"now serving {now or 'the bundled default model'}: {SERVED_WHEN}")
 
 
-__all__ = ["models_list", "models_promote", "models_rollback", "registry_of", "retrain"]
+__all__ = ["models_list", "models_promote", "models_rollback", "retrain"]

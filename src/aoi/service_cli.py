@@ -202,9 +202,9 @@ def serve(
 
 def _promoted_model(data_dir: Path) -> Path | None:
     """The bundle `aoi models promote` (or a retraining) made the line's own, if any."""
-    from aoi.models_cli import registry_of
+    from aoi.detection.model_registry import ModelRegistry
 
-    bundle = registry_of(data_dir).active_bundle()
+    bundle = ModelRegistry.in_data_dir(data_dir).active_bundle()
     if bundle is not None:
         log.info("serving the promoted model %s (aoi models list)", bundle.meta.version)
     return None if bundle is None else bundle.path

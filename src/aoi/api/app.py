@@ -16,11 +16,13 @@ from aoi.api.docs import install_offline_docs
 from aoi.api.errors import install_error_handlers
 from aoi.api.line import LineOptions, build_line
 from aoi.api.metrics import ServiceMetrics
+from aoi.api.model_follow import RegistryFollower
 from aoi.api.models import API_PREFIX
 from aoi.api.routers import catalogue, inspections, ops, products, reports, review, stats
 from aoi.api.routers.deps import Line, Services
 from aoi.api.services import InspectionService, ProductService
 from aoi.api.settings import ServiceSettings
+from aoi.detection.model_registry import ModelRegistry
 from aoi.detection.protocol import InspectorLike
 from aoi.detection.tiling import TiledInspector
 from aoi.storage import Storage
@@ -72,9 +74,15 @@ def create_app(
         svc.line = (line_factory or uploads_only_line)(svc)
         svc.line.start()
         log.info("inspection line started")
+        follower = None
+        if settings.model_bundle is None and settings.registry_poll_s > 0:
+            follower = RegistryFollower(ModelRegistry.in_data_dir(storage.data_dir), tiled, settings.registry_poll_s)
+            follower.start()
         try:
             yield
         finally:
+            if follower is not None:
+                follower.stop()
             if svc.line is not None:
                 log.info("stopping the inspection line (finishing accepted work)")
                 svc.line.stop()

@@ -43,6 +43,8 @@ class ServiceSettings:
     `review_lease_s`: how long the review queue keeps a defect it handed to one operator from the others.
     `line_name`: this line's name, recorded with every board it inspects (`aoi serve --line-name`).
     `shifts` / `shift_timezone`: the plant's shifts for shift reports (`aoi.shifts`; zone None: the server's).
+    `registry_poll_s`: without `model_bundle`, how often the service looks for a model promoted or rolled
+    back in `data_dir/models` and swaps it in (`aoi.api.model_follow`; 0: never).
     """
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -65,6 +67,7 @@ class ServiceSettings:
     line_name: str | None = None
     shifts: str = DEFAULT_SHIFTS
     shift_timezone: str | None = None
+    registry_poll_s: float = 2.0
 
     def __post_init__(self) -> None:
         try:

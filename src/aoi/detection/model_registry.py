@@ -48,6 +48,11 @@ class ModelRegistry:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
+    @classmethod
+    def in_data_dir(cls, data_dir: Path | str) -> ModelRegistry:
+        """The registry of a line's data folder: `<data dir>/models`."""
+        return cls(Path(data_dir) / "models")
+
     @property
     def path(self) -> Path:
         return self.root / REGISTRY_FILE

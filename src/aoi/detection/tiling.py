@@ -130,6 +130,14 @@ class TiledInspector:
     def model_version(self) -> str:
         return self.inspector.model_version
 
+    def swap(self, inspector: InspectorLike) -> InspectorLike:
+        """Inspect with `inspector` from the next image on (a promoted model); returns the one replaced.
+        An image being inspected finishes with the model it started with."""
+        if isinstance(inspector, TiledInspector):
+            inspector = inspector.inspector
+        previous, self.inspector = self.inspector, inspector
+        return previous
+
     @property
     def meta(self) -> object:
         """The wrapped inspector's bundle settings (None for one that declares none), which capture

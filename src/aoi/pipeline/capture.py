@@ -147,6 +147,9 @@ class CaptureSettings:
         return cls(candidates=sections["candidates"], registration=sections["registration"])
 
 
+_UNSEEN = object()  # no model seen yet
+
+
 class CaptureResolver:
     """The engine configs of capture setups for one inspector: its bundle's own settings with a setup's
     overrides, built once per setup rather than per image or tile.
@@ -158,19 +161,34 @@ class CaptureResolver:
     MAX_SETUPS = 256  # distinct setups kept; more (products edited over months) start the memo afresh
 
     def __init__(self, inspector: object) -> None:
-        meta = getattr(inspector, "meta", None)
+        self.inspector = inspector
+        self._meta: object = _UNSEEN
+        self.candidates = CandidateConfig()
+        self.registration = RegistrationConfig()
+        self._resolved: dict[CaptureSettings, CaptureConfigs] = {}
+        self._lock = threading.Lock()
+        with self._lock:
+            self._follow_model()
+
+    def _follow_model(self) -> None:
+        """Start from the settings of the model the inspector serves now (a promoted model swapped in
+        under a running line may bring others); the memo is for the old ones then. Holds the lock."""
+        meta = getattr(self.inspector, "meta", None)
+        if meta is self._meta:
+            return
+        self._meta = meta
         candidates = getattr(meta, "candidates", None)
         registration = getattr(meta, "registration", None)
         self.candidates = candidates if isinstance(candidates, CandidateConfig) else CandidateConfig()
         self.registration = registration if isinstance(registration, RegistrationConfig) else RegistrationConfig()
-        self._resolved: dict[CaptureSettings, CaptureConfigs] = {}
-        self._lock = threading.Lock()
+        self._resolved.clear()
 
     def resolve(self, settings: CaptureSettings | None) -> CaptureConfigs:
         """The configs for a product's setup; `CaptureConfigs()` (the inspector's own) without one."""
         if settings is None or settings.is_empty:
             return CaptureConfigs()
         with self._lock:
+            self._follow_model()
             configs = self._resolved.get(settings)
             if configs is None:
                 if len(self._resolved) >= self.MAX_SETUPS:
