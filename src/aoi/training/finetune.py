@@ -46,6 +46,8 @@ from aoi.training.loop import dihedral, export_onnx
 from aoi.training.network import CandidateNet
 from aoi.training.samples import AugmentConfig, SampleSet, build_samples
 
+REVIEWS_SUFFIX = "+reviews-"  # version of a fine-tuned model: <first base>+reviews-<UTC time>
+
 
 @dataclass(frozen=True)
 class FineTuneSettings:
@@ -365,7 +367,7 @@ def fine_tune(
     export_onnx(model, bundle_dir / "model.onnx")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     training = {
-        "fine_tuned_from": base.meta.version,
+        "fine_tuned_from": base.meta.version,  # the lineage of a chain of fine-tunings
         "reviews": source,
         "reviewed_train_boards": len(train_pairs),
         "replayed_pairs": len(replay),
@@ -374,7 +376,8 @@ def fine_tune(
         "torch": torch.__version__,
         "recipe": recipe,
     }
-    meta = replace(base.meta, version=f"{base.meta.version}+reviews-{stamp}", training=training, metrics={})
+    root = base.meta.version.split(REVIEWS_SUFFIX)[0]  # one suffix however long the chain: the lineage
+    meta = replace(base.meta, version=f"{root}{REVIEWS_SUFFIX}{stamp}", training=training, metrics={})
     candidate = ModelBundle(bundle_dir, meta)
     candidate.save_meta()
     comparison = compare(Inspector(base), Inspector(candidate), checks, tolerance=tolerance, workers=settings.workers)
