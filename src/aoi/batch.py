@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 
 from aoi.data.images import ImageError, read_image
-from aoi.detection.inspector import Inspector
 from aoi.detection.overlay import render_overlay
+from aoi.detection.protocol import InspectorLike
 from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult
 from aoi.verdict import VerdictRules
 
@@ -56,7 +56,7 @@ def discover_pairs(folder: Path, templates: Path | None = None) -> list[PairJob]
 
 
 def inspect_job(
-    inspector: Inspector, job: PairJob, *, px_per_mm: float, rules: VerdictRules | None, threshold: float | None = None
+    inspector: InspectorLike, job: PairJob, *, px_per_mm: float, rules: VerdictRules | None
 ) -> tuple[InspectionResult | InspectionFailure, object | None]:
     """Returns the result (or failure) and the decoded tested image (for the overlay)."""
     try:
@@ -64,22 +64,19 @@ def inspect_job(
             raise ImageError(f"{job.test_path}: no template found (expected {job.image_id}{TEMPLATE_SUFFIX}.<ext>)")
         test = read_image(job.test_path)
         template = read_image(job.template_path)
-        result = inspector.inspect(
-            test, template, image_id=job.image_id, px_per_mm=px_per_mm, rules=rules, threshold=threshold
-        )
+        result = inspector.inspect(test, template, image_id=job.image_id, px_per_mm=px_per_mm, rules=rules)
         return result, test
     except InspectionInputError as exc:
         return InspectionFailure(job.image_id, type(exc).__name__, str(exc)), None
 
 
 def run_batch(
-    inspector: Inspector,
+    inspector: InspectorLike,
     jobs: Sequence[PairJob],
     out_dir: Path | None,
     *,
     px_per_mm: float = DEFAULT_PX_PER_MM,
     rules: VerdictRules | None = None,
-    threshold: float | None = None,
     workers: int = 2,
     overlays: bool = True,
     on_done: Callable[[InspectionResult | InspectionFailure], None] | None = None,
@@ -88,7 +85,7 @@ def run_batch(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     def one(job: PairJob) -> InspectionResult | InspectionFailure:
-        outcome, test = inspect_job(inspector, job, px_per_mm=px_per_mm, rules=rules, threshold=threshold)
+        outcome, test = inspect_job(inspector, job, px_per_mm=px_per_mm, rules=rules)
         if out_dir is not None:
             record = outcome.to_dict()
             if isinstance(outcome, InspectionResult):

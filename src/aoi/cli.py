@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.progress import (
 )
 
 from aoi.schema import DEFAULT_PX_PER_MM
+
+if TYPE_CHECKING:
+    from aoi.detection.tiling import TiledInspector
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates."
@@ -239,6 +242,21 @@ def cv(
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
 
+def _tiled_inspector(model: Path | None, threshold: float | None) -> TiledInspector:
+    """The engine as every entry point uses it: wrapped in the one panel tiling (`TilingConfig.for_panels`),
+    with the bundle's threshold or `threshold`."""
+    from dataclasses import replace
+
+    from aoi.detection.bundle import ModelBundle
+    from aoi.detection.inspector import Inspector
+    from aoi.detection.tiling import TiledInspector, TilingConfig
+
+    bundle = ModelBundle.load(model)
+    if threshold is not None:
+        bundle = ModelBundle(bundle.path, replace(bundle.meta, threshold=threshold))
+    return TiledInspector(Inspector(bundle), TilingConfig.for_panels())
+
+
 @app.command()
 def inspect(
     test: Annotated[
@@ -267,7 +285,6 @@ def inspect(
 ) -> None:
     """Inspect tested images against golden templates: one JSON record + one overlay PNG per image."""
     from aoi.batch import PairJob, discover_pairs, run_batch
-    from aoi.detection.inspector import Inspector
     from aoi.schema import InspectionFailure, InspectionInputError
 
     source = SAMPLES_DIR if test is None else test
@@ -276,7 +293,7 @@ def inspect(
             raise typer.BadParameter("--px-per-mm must be positive")
         if not source.exists():
             raise InspectionInputError(f"{source}: not found (give a tested image or a folder of pairs)")
-        inspector = Inspector.load(model)
+        inspector = _tiled_inspector(model, threshold)
         if source.is_dir():
             jobs = discover_pairs(source, template)
             if not jobs:
@@ -292,7 +309,7 @@ def inspect(
     n_defects = 0
     with _progress() as bar:
         task = bar.add_task("inspect", total=len(jobs), visible=len(jobs) > 1)
-        for outcome in run_batch(inspector, jobs, out, px_per_mm=px_per_mm, threshold=threshold, workers=workers):
+        for outcome in run_batch(inspector, jobs, out, px_per_mm=px_per_mm, workers=workers):
             bar.advance(task)
             if isinstance(outcome, InspectionFailure):
                 failed += 1

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from aoi.detection.tiling import TilingConfig
+from aoi.detection.tiling import PANEL_OVERLAP_PX, PANEL_TILE_PX, TilingConfig
 from aoi.schema import DEFAULT_PX_PER_MM, SchemaError, check_trace_id
 from aoi.shifts import DEFAULT_SHIFTS, ShiftError, ShiftPlan, plant_zone
 
@@ -52,8 +52,8 @@ class ServiceSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     model_bundle: Path | None = None
     default_px_per_mm: float = DEFAULT_PX_PER_MM
-    panel_tile_px: int = 2048
-    panel_overlap_px: int = 96
+    panel_tile_px: int = PANEL_TILE_PX
+    panel_overlap_px: int = PANEL_OVERLAP_PX
     panel_workers: int = 2
     serve_dashboard: bool = True
     upload_concurrency: int = max(1, os.cpu_count() or 1)
@@ -104,12 +104,7 @@ class ServiceSettings:
     def tiling(self) -> TilingConfig:
         """The one tiling of this process: HTTP uploads and the capture line inspect through a
         `TiledInspector` with it (`aoi.api.app.create_app`, `aoi.api.line.build_line`)."""
-        return TilingConfig(
-            threshold_px=self.panel_tile_px,
-            tile_px=self.panel_tile_px,
-            overlap_px=self.panel_overlap_px,
-            workers=self.panel_workers,
-        )
+        return TilingConfig.for_panels(self.panel_tile_px, self.panel_overlap_px, self.panel_workers)
 
     @property
     def upload_queue_depth(self) -> int:

@@ -80,6 +80,10 @@ def plan_tiles(size_wh: tuple[int, int], tile_px: int, overlap_px: int) -> list[
     return tiles
 
 
+PANEL_TILE_PX = 2048  # one tiling for every entry point: uploads, the line, `aoi inspect`
+PANEL_OVERLAP_PX = 96
+
+
 @dataclass(frozen=True)
 class TilingConfig:
     """How large images are inspected: one configuration per process, so an HTTP upload and the
@@ -94,6 +98,14 @@ class TilingConfig:
     tile_px: int = 1024
     overlap_px: int = 96
     workers: int = 2
+
+    @classmethod
+    def for_panels(
+        cls, tile_px: int = PANEL_TILE_PX, overlap_px: int = PANEL_OVERLAP_PX, workers: int = 2
+    ) -> TilingConfig:
+        """The tiling of every entry point (the service's, `aoi inspect`'s): images up to one tile whole,
+        larger ones in tiles of that size."""
+        return cls(threshold_px=tile_px, tile_px=tile_px, overlap_px=overlap_px, workers=workers)
 
     def __post_init__(self) -> None:
         if self.tile_px < MIN_TILE_PX:
