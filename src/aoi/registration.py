@@ -8,6 +8,7 @@ runs on a 2x-downsampled copy. A pair whose residual stays high is not the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -81,9 +82,9 @@ def _residual(test_bin: np.ndarray, template_bin: np.ndarray, valid: np.ndarray)
 
 def _integer_shift(matrix: np.ndarray) -> tuple[int, int] | None:
     """(tx, ty) when `matrix` is a pure whole-pixel translation, else None."""
-    if not np.allclose(matrix[:, :2], np.eye(2), atol=1e-6):
+    (a, b, tx), (c, d, ty) = matrix.tolist()
+    if abs(a - 1) > 1e-6 or abs(b) > 1e-6 or abs(c) > 1e-6 or abs(d - 1) > 1e-6:
         return None
-    tx, ty = float(matrix[0, 2]), float(matrix[1, 2])
     if abs(tx - round(tx)) > 1e-6 or abs(ty - round(ty)) > 1e-6:
         return None
     return int(round(tx)), int(round(ty))
@@ -265,6 +266,13 @@ def align_pair(
     return AlignedPair(reg, test_bin, template_aligned, template_bin_aligned, valid_mask(reg.matrix, (w, h)))
 
 
+@lru_cache(maxsize=8)
+def _hanning(w: int, h: int) -> np.ndarray:
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    window.setflags(write=False)
+    return window
+
+
 def phase_correlate(reference: np.ndarray, moved: np.ndarray, max_shift: float) -> tuple[float, float]:
     """Shift (dx, dy) with moved(x) ~ reference(x - d), searched only within |d| <= max_shift (sub-pixel)."""
     return phase_correlation_peaks(reference, moved, max_shift, 1)[0]
@@ -276,12 +284,13 @@ def phase_correlation_peaks(
     """The `k` strongest local maxima of the phase-correlation surface within |d| <= max_shift, strongest
     first, each as a sub-pixel shift (dx, dy) with moved(x) ~ reference(x - d)."""
     h, w = reference.shape
-    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    fa = np.fft.rfft2(reference * window)
-    fb = np.fft.rfft2(moved * window)
-    cross = fb * np.conj(fa)
-    cross /= np.abs(cross) + 1e-9
-    surface = np.fft.fftshift(np.fft.irfft2(cross, s=(h, w)))
+    window = _hanning(w, h)
+    # OpenCV's DFT: about 3x numpy's on these sizes, same surface to float precision.
+    fa = cv2.dft(reference.astype(np.float32) * window, flags=cv2.DFT_COMPLEX_OUTPUT)
+    fb = cv2.dft(moved.astype(np.float32) * window, flags=cv2.DFT_COMPLEX_OUTPUT)
+    cross = cv2.mulSpectrums(fb, fa, 0, conjB=True)
+    cross /= (cv2.magnitude(cross[..., 0], cross[..., 1]) + 1e-9)[..., None]
+    surface = np.fft.fftshift(cv2.idft(cross, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE))
     cy, cx = h // 2, w // 2
     r = max(1, int(np.ceil(max_shift)))
     oy, ox = max(cy - r, 0), max(cx - r, 0)

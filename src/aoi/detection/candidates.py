@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from aoi.detection.labelling import AREA, HEIGHT, WIDTH, label_components
+from aoi.detection.labelling import AREA, HEIGHT, WIDTH, components_mask, label_components, pixel_counts
 from aoi.detection.topology import ConnectivityChange, connectivity_changes
 from aoi.schema import DefectType
 
@@ -189,7 +189,7 @@ def find_candidates(
     if config.thin_group_px > g:
         grown = cv2.bitwise_or(grown, _grow_thin_pieces(diff, config.thin_group_px, config.thin_width_px))
     n, labels, stats = label_components(grown)
-    member_counts = np.bincount(labels[diff > 0], minlength=n)
+    member_counts = pixel_counts(labels, diff, n)
     forced_code = np.zeros(n, np.int8)
     if config.gross_area_px > 0:
         forced_code[member_counts >= config.gross_area_px] = ForcedBy.GROSS
@@ -260,7 +260,7 @@ def _give_changes_their_own(
         diff[y1:y2, x1:x2][change_pixels] = 1  # the mask channel shows the cut or the bridge
         extra_stats[k] = (x1 - g, y1 - g, x2 - x1 + 2 * g, y2 - y1 + 2 * g, int(change_pixels.sum()))
     stats = np.concatenate([stats, extra_stats])
-    member_counts = np.bincount(labels[diff > 0], minlength=n + len(own))
+    member_counts = pixel_counts(labels, diff, n + len(own))
     codes = np.array([ForcedBy.of_change(ch.kind) for ch, _ in own], forced_code.dtype)
     return labels, stats, member_counts, np.concatenate([forced_code, codes]), diff
 
@@ -277,7 +277,7 @@ def _compact_fine_pieces(
     area = stats[:, AREA]
     wanted = (area >= config.min_area_px) & (area >= config.fine_min_width_px * np.maximum(extent, 1))
     wanted[0] = False
-    return wanted.astype(np.uint8)[labels]
+    return components_mask(labels, wanted, fine)
 
 
 def _grow_thin_pieces(diff: np.ndarray, grow_px: int, max_width_px: float) -> np.ndarray:
@@ -289,7 +289,7 @@ def _grow_thin_pieces(diff: np.ndarray, grow_px: int, max_width_px: float) -> np
     thin[0] = False
     if not thin.any():
         return np.zeros_like(diff)
-    mask = thin.astype(np.uint8)[labels]
+    mask = components_mask(labels, thin, diff)
     return cv2.dilate(mask, np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8))
 
 
@@ -301,34 +301,39 @@ def _extract_crops(
     keep: np.ndarray,
     windows: np.ndarray,
 ) -> np.ndarray:
-    """Cut each square window (zero outside the image) from padded copies and resize to CROP_PX.
+    """Cut each square window (zero outside the image) and resize it to CROP_PX.
 
     Only window-sized patches are touched per candidate: the cost grows with the candidates' area,
-    not with candidates x image size.
+    not with candidates x image size (a window over the border is padded alone, not the images).
     """
-    h, w = test.shape
-    win = windows.astype(np.int64)
-    pad = int(max(0, -win[:, 0].min(), -win[:, 1].min(), win[:, 2].max() - w, win[:, 3].max() - h))
-    if pad:
-        test = cv2.copyMakeBorder(test, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        template = cv2.copyMakeBorder(template, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        labels = cv2.copyMakeBorder(labels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        if member_mask is not None:
-            member_mask = np.pad(member_mask, pad)
     crops = np.empty((len(keep), N_CHANNELS, CROP_PX, CROP_PX), np.float32)
     size = (CROP_PX, CROP_PX)
-    for i, (label, (x1, y1, x2, y2)) in enumerate(zip(keep, win + pad, strict=True)):
+    for i, (label, window) in enumerate(zip(keep, windows.astype(np.int64), strict=True)):
+        x1, _, x2, _ = window
         interp = cv2.INTER_AREA if x2 - x1 > CROP_PX else cv2.INTER_LINEAR
-        crops[i, 0] = cv2.resize(test[y1:y2, x1:x2], size, interpolation=interp)
-        crops[i, 1] = cv2.resize(template[y1:y2, x1:x2], size, interpolation=interp)
-        member = labels[y1:y2, x1:x2] == label
+        crops[i, 0] = cv2.resize(_patch(test, window), size, interpolation=interp)
+        crops[i, 1] = cv2.resize(_patch(template, window), size, interpolation=interp)
+        member = _patch(labels, window) == label
         if member_mask is not None:
-            member &= member_mask[y1:y2, x1:x2] > 0
+            member &= _patch(member_mask, window) > 0
         crops[i, 2] = cv2.resize(member.astype(np.uint8) * 255, size, interpolation=interp)
         crops[i, 3] = x2 - x1
     crops[:, :3] *= 1.0 / 255.0
     crops[:, 3] *= 1.0 / 128.0
     return crops
+
+
+def _patch(image: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """image[y1:y2, x1:x2] for a window that may reach past the image, zero there."""
+    x1, y1, x2, y2 = (int(v) for v in window)
+    h, w = image.shape
+    if x1 >= 0 and y1 >= 0 and x2 <= w and y2 <= h:
+        return image[y1:y2, x1:x2]
+    out = np.zeros((y2 - y1, x2 - x1), image.dtype)
+    cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if cx2 > cx1 and cy2 > cy1:
+        out[cy1 - y1 : cy2 - y1, cx1 - x1 : cx2 - x1] = image[cy1:cy2, cx1:cx2]
+    return out
 
 
 def _empty() -> Candidates:

@@ -21,15 +21,13 @@ def label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     n, labels = cv2.connectedComponents(mask, connectivity=8)
     h, w = mask.shape
     stats = np.zeros((n, 5), np.int32)
-    flat = labels.ravel()
-    idx = np.flatnonzero(flat)
-    stats[0] = (0, 0, w, h, flat.size - idx.size)
+    ys, xs = nonzero_yx(mask)
+    stats[0] = (0, 0, w, h, h * w - ys.size)
     if n <= 1:
         return n, labels, stats
-    lab = flat[idx]
+    lab = labels[ys, xs]
     order = np.argsort(lab, kind="stable")
-    lab, idx = lab[order], idx[order]
-    ys, xs = np.divmod(idx, w)
+    lab, ys, xs = lab[order], ys[order], xs[order]
     starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
     x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts)
     y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts)
@@ -40,3 +38,30 @@ def label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     stats[ids, HEIGHT] = y1 - y0 + 1
     stats[ids, AREA] = np.diff(np.r_[starts, lab.size])
     return n, labels, stats
+
+
+def nonzero_yx(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the non-zero pixels of a uint8 mask, in row-major order (as
+    `np.nonzero`, several times faster on a sparse mask: OpenCV's vectorised scan)."""
+    points = cv2.findNonZero(mask)
+    if points is None:
+        empty = np.zeros(0, np.intp)
+        return empty, empty
+    xy = points.reshape(-1, 2)
+    return xy[:, 1].astype(np.intp), xy[:, 0].astype(np.intp)
+
+
+def components_mask(labels: np.ndarray, wanted: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """0/1 uint8 mask of the pixels of `mask` whose label is `wanted` (a bool per label): only the mask's
+    pixels are looked up, not the whole label image."""
+    ys, xs = nonzero_yx(mask)
+    out = np.zeros(mask.shape, np.uint8)
+    keep = wanted[labels[ys, xs]]
+    out[ys[keep], xs[keep]] = 1
+    return out
+
+
+def pixel_counts(labels: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Per label (0..n-1), how many of `mask`'s non-zero pixels carry it."""
+    ys, xs = nonzero_yx(mask)
+    return np.bincount(labels[ys, xs], minlength=n)
