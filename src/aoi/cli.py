@@ -456,6 +456,7 @@ def _register_service_commands() -> None:
     models.command("list")(models_cli.models_list)
     models.command("promote")(models_cli.models_promote)
     models.command("rollback")(models_cli.models_rollback)
+    models.command("quantize")(models_cli.models_quantize)
     app.add_typer(models, name="models")
 
 

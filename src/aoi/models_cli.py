@@ -1,4 +1,5 @@
-"""Commands of the learning loop: `aoi train --reviews` and `aoi models list|promote|rollback`.
+"""Commands of the learning loop: `aoi train --reviews`, `aoi models list|promote|rollback` and
+`aoi models quantize` (an 8-bit copy of a bundle's network for faster serving).
 
 The lead registers these functions in `aoi.cli`. The registry lives in `<data dir>/models`; `aoi serve`
 serves its promoted model unless `--model` names another, and follows promotions and rollbacks while it
@@ -174,4 +175,47 @@ def models_rollback(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     typer.echo(f"now serving {now or 'the bundled default model'}: {SERVED_WHEN}")
 
 
-__all__ = ["models_list", "models_promote", "models_rollback", "retrain"]
+def models_quantize(
+    bundle: Annotated[Path, typer.Argument(help="The model bundle folder (it gains model.int8.onnx).")],
+    dataset: Annotated[Path, typer.Argument(help="DeepPCB-layout dataset root to calibrate on.")],
+    list_file: Annotated[
+        str, typer.Option("--list", help="Pair list inside DATASET: calibrate on pairs the bundle trained on.")
+    ] = "trainval.txt",
+    groups: Annotated[
+        str | None, typer.Option("--groups", help="Only these groups of the list (comma-separated).")
+    ] = None,
+    pairs: Annotated[int, typer.Option("--pairs", min=1, help="How many pairs of the list (spread evenly).")] = 60,
+) -> None:
+    """Write an 8-bit copy of BUNDLE's network, calibrated on its candidates' crops, and serve it.
+
+    The float model.onnx stays (fine-tuning starts from it). Check the result with `aoi eval` on pairs
+    that were not used here before shipping it."""
+    from aoi.data.deeppcb import read_deeppcb
+    from aoi.detection.bundle import ModelBundle
+    from aoi.schema import InspectionInputError
+
+    try:
+        from aoi.training.model_card import write_model_card
+        from aoi.training.quantize import crops_of_pairs, quantize_bundle
+    except ImportError as exc:
+        err.print(f"[red]quantising needs the 'train' extra (pip install 'aoi[train]'): {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        loaded = ModelBundle.load(bundle)
+        listed = read_deeppcb(dataset, list_file)
+        if groups:
+            wanted = {g.strip() for g in groups.split(",") if g.strip()}
+            listed = [p for p in listed if p.group in wanted]
+            if not listed:
+                raise InspectionInputError(f"no pair of {list_file} is in the groups {sorted(wanted)}")
+        chosen = listed[:: max(1, len(listed) // pairs)][:pairs]
+        quantized = quantize_bundle(loaded, crops_of_pairs(loaded, chosen))
+        if "fine_tuned_from" not in quantized.meta.training:  # a trained bundle's card says what it serves
+            write_model_card(quantized)
+    except InspectionInputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(f"{quantized.meta.version}: serving {quantized.inference_path} (calibrated on {len(chosen)} pairs)")
+
+
+__all__ = ["models_list", "models_promote", "models_quantize", "models_rollback", "retrain"]

@@ -1,7 +1,10 @@
 """A model bundle: ONNX weights plus the metadata that serving needs (classes, preprocessing, threshold).
 
-Layout: a folder holding `model.onnx` and `bundle.json`. Serving code reads every setting from the
-bundle, so a retrained model with other classes or thresholds needs no code change.
+Layout: a folder holding `model.onnx` (the float network: what fine-tuning starts from), `bundle.json`
+and optionally a faster copy that serving runs instead (`inference_model`, e.g. `model.int8.onnx`, an
+8-bit quantised graph written by `aoi models quantize` or by training with `"int8": true`). Serving code
+reads every setting from the bundle, so a retrained model with other classes or thresholds needs no
+code change.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from aoi.registration import RegistrationConfig
 from aoi.schema import DefectType, InspectionInputError
 
 BUNDLE_FORMAT = 1
+FLOAT_MODEL = "model.onnx"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 
 
@@ -39,6 +43,12 @@ class BundleMeta:
     registration: RegistrationConfig = RegistrationConfig()
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    inference_model: str = FLOAT_MODEL  # the graph serving runs: the float one or its quantised copy
+
+    def __post_init__(self) -> None:
+        name = self.inference_model
+        if Path(name).name != name or not name.endswith(".onnx"):
+            raise BundleError(f"inference_model must be an .onnx file name inside the bundle, got {name!r}")
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -67,6 +77,7 @@ class BundleMeta:
                 registration=RegistrationConfig(**data.get("registration", {})),
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
+                inference_model=str(data.get("inference_model", FLOAT_MODEL)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, BundleError):
@@ -81,7 +92,13 @@ class ModelBundle:
 
     @property
     def onnx_path(self) -> Path:
-        return self.path / "model.onnx"
+        """The float network (what fine-tuning and quantising start from)."""
+        return self.path / FLOAT_MODEL
+
+    @property
+    def inference_path(self) -> Path:
+        """The graph serving runs: `onnx_path`, or its quantised copy."""
+        return self.path / self.meta.inference_model
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> ModelBundle:
@@ -94,6 +111,8 @@ class ModelBundle:
         if not (folder / "model.onnx").is_file():
             raise BundleError(f"model bundle {folder} has no model.onnx")
         meta = BundleMeta.from_json(meta_path.read_text(), str(meta_path))
+        if not (folder / meta.inference_model).is_file():
+            raise BundleError(f"model bundle {folder} has no {meta.inference_model} (its inference_model)")
         if meta.crop_px != CROP_PX or meta.channels != N_CHANNELS:
             raise BundleError(
                 f"{folder}: bundle expects {meta.channels}x{meta.crop_px}px crops; this engine makes "

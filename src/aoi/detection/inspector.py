@@ -105,7 +105,7 @@ class Inspector:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(bundle.onnx_path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(bundle.inference_path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
 
     @classmethod

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aoi.detection.bundle import ModelBundle
+from aoi.detection.bundle import FLOAT_MODEL, ModelBundle
 from aoi.schema import InspectionInputError
 
 REGISTRY_FILE = "registry.json"
@@ -134,7 +134,7 @@ class ModelRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".adding-", dir=self.root))
         try:
-            for name in ("bundle.json", "model.onnx", "MODEL_CARD.md"):
+            for name in dict.fromkeys(("bundle.json", FLOAT_MODEL, bundle.meta.inference_model, "MODEL_CARD.md")):
                 if (bundle.path / name).is_file():
                     shutil.copy2(bundle.path / name, staging / name)
             ModelBundle.load(staging)  # refuse a bundle that would not load

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from aoi.data.annotations import AnnotatedPair, DatasetError
-from aoi.detection.bundle import ModelBundle
+from aoi.detection.bundle import FLOAT_MODEL, ModelBundle
 from aoi.detection.candidates import CROP_PX, N_CHANNELS
 from aoi.detection.inspector import Inspector
 from aoi.evaluation.metrics import (
@@ -44,6 +44,7 @@ from aoi.evaluation.runner import run_pairs
 from aoi.training.data import Progress
 from aoi.training.loop import dihedral, export_onnx
 from aoi.training.network import CandidateNet
+from aoi.training.quantize import quantize_bundle
 from aoi.training.samples import AugmentConfig, SampleSet, build_samples
 
 REVIEWS_SUFFIX = "+reviews-"  # version of a fine-tuned model: <first base>+reviews-<UTC time>
@@ -377,9 +378,14 @@ def fine_tune(
         "recipe": recipe,
     }
     root = base.meta.version.split(REVIEWS_SUFFIX)[0]  # one suffix however long the chain: the lineage
-    meta = replace(base.meta, version=f"{root}{REVIEWS_SUFFIX}{stamp}", training=training, metrics={})
+    meta = replace(
+        base.meta, version=f"{root}{REVIEWS_SUFFIX}{stamp}", training=training, metrics={}, inference_model=FLOAT_MODEL
+    )
     candidate = ModelBundle(bundle_dir, meta)
     candidate.save_meta()
+    if base.meta.inference_model != FLOAT_MODEL:  # the base served an 8-bit copy: so does its candidate
+        candidate = quantize_bundle(candidate, samples.crops, seed=settings.seed)
+        meta = candidate.meta
     comparison = compare(Inspector(base), Inspector(candidate), checks, tolerance=tolerance, workers=settings.workers)
     candidate = ModelBundle(bundle_dir, replace(meta, metrics={"comparison": comparison.as_dict()}))
     candidate.save_meta()

@@ -29,6 +29,14 @@ def write_model_card(bundle: ModelBundle) -> Path:
         f"- Validation: held-out groups {t.get('validation_groups', [])} "
         f"({t.get('validation_pairs', '?')} pairs), never trained on.",
         "",
+        "## Serving graph",
+        f"- `{meta.inference_model}`"
+        + (
+            " (8-bit copy of `model.onnx`, calibrated on training crops; `model.onnx` is the float network)"
+            if meta.inference_model != "model.onnx"
+            else " (float)"
+        ),
+        "",
         "## Recipe",
         "```json",
         json.dumps(t.get("recipe", {}), indent=1, sort_keys=True),

@@ -37,6 +37,7 @@ class TrainRecipe:
     substrate_captures_per_type: int = 6  # captures of each defect type (and clean ones) per design
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     workers: int = 2
+    int8: bool = False  # serve an 8-bit copy of the network, calibrated on training crops (aoi.training.quantize)
 
     @classmethod
     def load(cls, path: Path | str) -> TrainRecipe:

@@ -33,6 +33,7 @@ from aoi.training.data import (
 )
 from aoi.training.loop import SERVING_FIELDS, export_onnx, fit, seed_everything, weight_settings
 from aoi.training.model_card import write_model_card
+from aoi.training.quantize import quantize_bundle
 from aoi.training.recipe import TrainRecipe
 from aoi.training.samples import AugmentConfig
 
@@ -111,6 +112,9 @@ def train(
         )
     bundle = ModelBundle(bundle_dir, meta)
     bundle.save_meta()
+    if recipe.int8:  # before calibration: the threshold is chosen on the graph that will serve
+        bundle = quantize_bundle(bundle, train_set.crops, seed=recipe.seed)
+        log(f"serving an 8-bit copy: {bundle.inference_path.name}")
     if val_pairs:
         bundle = calibrate(
             bundle, val_pairs, log=log, workers=recipe.workers, scratch_boards=recipe.calibration_scratch_boards
