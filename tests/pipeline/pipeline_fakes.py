@@ -19,6 +19,7 @@ import numpy as np
 from aoi.data.images import validate_image
 from aoi.detection.candidates import CandidateConfig
 from aoi.pipeline.protocols import UploadExtras
+from aoi.pipeline.template_origin import TemplateOrigin
 from aoi.registration import RegistrationConfig, RegistrationError
 from aoi.schema import Defect, DefectType, InspectionFailure, InspectionResult
 from aoi.verdict import VerdictRules
@@ -171,10 +172,9 @@ class SqliteSink:
         self,
         result: InspectionResult,
         test_image: np.ndarray,
-        template_ref: str | None,
+        template: TemplateOrigin,
         source_key: str,
         *,
-        template_image: np.ndarray | None = None,
         upload: UploadExtras | None = None,
     ) -> str:
         return self._insert(source_key, "ok", len(result.defects))

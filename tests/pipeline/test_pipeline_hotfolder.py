@@ -83,7 +83,7 @@ def test_template_from_sibling_file_or_product_subfolder(tmp_path: Path) -> None
     assert set(ready) == {"x.png", "board-a/y.png"}  # the template file itself is not inspected
     _, sibling = ready["x.png"].pixels()
     assert sibling is not None and np.array_equal(sibling, template)
-    assert ready["x.png"].template_ref == str((tmp_path / "x_temp.png").resolve())
+    assert ready["x.png"].template_file == (tmp_path / "x_temp.png").resolve()
     assert ready["board-a/y.png"].product == "board-a"
     assert ready["board-a/y.png"].pixels()[1] is None
 

@@ -151,7 +151,7 @@ def test_empty_template_goes_to_failed_and_its_image_uses_the_product(tmp_path: 
     time.sleep(0.15)
     ready = source.poll()
     assert "empty file" in (tmp_path / "failed" / "x_temp.png.reason.txt").read_text()
-    assert [c.image_id for c in ready] == ["x.png"] and ready[0].template_ref is None
+    assert [c.image_id for c in ready] == ["x.png"] and ready[0].template_file is None
 
 
 def test_unreadable_file_goes_to_failed_with_a_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

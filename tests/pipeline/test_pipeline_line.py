@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from pipeline_fakes import FakeInspector, paint_board, with_defect
 from aoi.detection.tiling import TiledInspector, TilingConfig
 from aoi.pipeline import (
     CapturedImage,
+    InlineTemplate,
     LinePipeline,
     MemorySink,
     Outcome,
@@ -20,8 +22,11 @@ from aoi.pipeline import (
     PipelineConfig,
     PipelineStopped,
     ProductRecipe,
+    ProductRef,
+    ProductTemplate,
     QueuePolicy,
     StaticTemplateProvider,
+    TemplateFile,
     UnknownProductError,
     UploadExtras,
 )
@@ -87,7 +92,7 @@ def test_upload_returns_stored_result_with_product_rules() -> None:
     assert sink.already_done("upload:1")
     by_key = {r.source_key: r for r in sink.records}
     assert by_key["upload:1"].inspection_id == stored.inspection_id
-    assert by_key["upload:1"].template_ref == "board-a"
+    assert by_key["upload:1"].template == ProductTemplate(ProductRef("board-a", "board-a"))
 
 
 def test_upload_errors_reach_the_caller_and_the_sink() -> None:
@@ -193,20 +198,33 @@ def test_upload_blocks_then_raises_busy_when_the_queue_stays_full() -> None:
     assert line.metrics()["counts"]["accepted"] == 2
 
 
-def test_the_sink_gets_the_template_a_capture_brought_and_a_recipe_by_its_name() -> None:
+def test_the_sink_gets_the_template_a_capture_brought_a_file_or_the_product_resolved_once() -> None:
     """A template that came with the image (demo, camera, upload) and names no file reaches the sink as
-    pixels, so it is stored with the board; a product's recipe template is only named (referenced)."""
+    pixels, so it is stored with the board; a template file by its path; a product's recipe template as the
+    product the provider resolved (referenced, not copied). Each names the product that labels the board."""
     (own_template, own_test), (recipe_template, recipe_test) = _pairs(2)
-    products = StaticTemplateProvider({"board-a": ProductRecipe(recipe_template, px_per_mm=10.0, rules=VerdictRules())})
-    sink = MemorySink(keep_images=True)
+    board_a = ProductRef("a-id", "board-a")
+    recipe = ProductRecipe(recipe_template, px_per_mm=10.0, rules=VerdictRules(), product=board_a)
+    products = StaticTemplateProvider({"board-a": recipe})
+    sink = MemorySink()
+    template_file = Path("/inbox/x_temp.png")
+    with_file = CapturedImage("hotfolder:x", own_test, "board-a", own_template, template_file=template_file)
     with LinePipeline(FakeInspector(), sink, products) as line:
+        line.add_source(ListSource("folder", [with_file], QueuePolicy.BLOCK))
         own = line.submit(own_test, template=own_template, product="board-a", source_key="demo:s:0").result(timeout=5)
-        recipe = line.submit(recipe_test, product="board-a", source_key="upload:r").result(timeout=5)
-    assert np.array_equal(sink.templates[own.inspection_id], own_template)
-    assert recipe.inspection_id not in sink.templates
-    refs = {r.source_key: r.template_ref for r in sink.records}
-    assert refs == {"demo:s:0": None, "upload:r": "board-a"}
+        by_recipe = line.submit(recipe_test, product="board-a", source_key="upload:r").result(timeout=5)
+        unlabelled = line.submit(own_test, template=own_template, source_key="upload:u").result(timeout=5)
+        while len(sink.records) < 4:
+            line.wait_idle(0.05)
+    origins = {r.source_key: r.template for r in sink.records}
+    inline = origins["demo:s:0"]
+    assert isinstance(inline, InlineTemplate) and inline.product == board_a
+    assert np.array_equal(inline.image, own_template)
+    assert origins["hotfolder:x"] == TemplateFile(template_file, board_a)
+    assert origins["upload:r"] == ProductTemplate(board_a)
+    assert isinstance(origins["upload:u"], InlineTemplate) and origins["upload:u"].product is None
     assert own.result.product == "board-a"  # the product still labels a board that brought its own template
+    assert by_recipe.inspection_id and unlabelled.inspection_id
 
 
 class FlakySink(MemorySink):
@@ -214,11 +232,11 @@ class FlakySink(MemorySink):
         super().__init__()
         self.fail_next = True
 
-    def store(self, result, test_image, template_ref, source_key, *, template_image=None, upload=None):  # type: ignore[no-untyped-def]
+    def store(self, result, test_image, template, source_key, *, upload=None):  # type: ignore[no-untyped-def]
         if self.fail_next:
             self.fail_next = False
             raise OSError("database is locked")
-        return super().store(result, test_image, template_ref, source_key, template_image=template_image, upload=upload)
+        return super().store(result, test_image, template, source_key, upload=upload)
 
 
 def test_sink_error_is_reported_and_the_line_keeps_running() -> None:
@@ -273,11 +291,11 @@ class UploadSink(MemorySink):
         self.extras: list[UploadExtras | None] = []
         self.refuse: Exception | None = None
 
-    def store(self, result, test_image, template_ref, source_key, *, template_image=None, upload=None):  # type: ignore[no-untyped-def]
+    def store(self, result, test_image, template, source_key, *, upload=None):  # type: ignore[no-untyped-def]
         if self.refuse is not None:
             raise self.refuse
         self.extras.append(upload)
-        return super().store(result, test_image, template_ref, source_key, template_image=template_image, upload=upload)
+        return super().store(result, test_image, template, source_key, upload=upload)
 
 
 def test_an_upload_brings_its_recipe_trace_and_calibration_and_gets_the_sinks_own_error() -> None:

@@ -18,7 +18,16 @@ from tests.service.conftest import FakeInspector, paint_board, with_short
 
 from aoi.api.line import DatabaseTemplateProvider, MeteredSink
 from aoi.api.metrics import ServiceMetrics
-from aoi.pipeline import HotFolderSource, LinePipeline, PipelineConfig, UnknownProductError
+from aoi.pipeline import (
+    HotFolderSource,
+    InlineTemplate,
+    LinePipeline,
+    PipelineConfig,
+    ProductRef,
+    ProductTemplate,
+    TemplateFile,
+    UnknownProductError,
+)
 from aoi.schema import Defect, InspectionFailure, InspectionResult, Verdict
 from aoi.storage import Storage
 from aoi.storage.database import MIGRATIONS_DIR, DatabaseConfigError, resolve_database_url
@@ -80,13 +89,13 @@ def test_sink_stores_each_source_key_once(storage: Storage) -> None:
     sink = storage.sink()
     image = with_short(paint_board())
     assert not sink.already_done("hotfolder:a.png:1:2")
-    first = sink.store(_result(), image, None, "hotfolder:a.png:1:2")
-    again = sink.store(_result(), image, None, "hotfolder:a.png:1:2")
+    first = sink.store(_result(), image, InlineTemplate(paint_board()), "hotfolder:a.png:1:2")
+    again = sink.store(_result(), image, InlineTemplate(paint_board()), "hotfolder:a.png:1:2")
     assert first == again and sink.already_done("hotfolder:a.png:1:2")
     with storage.db.session() as session:
         items, total = InspectionRepository(session).page(InspectionFilter(), 10, 0)
     assert total == 1 and items[0].source == "hotfolder"
-    assert len(list((storage.data_dir / "images").rglob("*.png"))) == 1  # the duplicate's files were removed
+    assert len(list((storage.data_dir / "images").rglob("*.png"))) == 2  # test + template; the duplicate's removed
 
 
 def test_sink_records_failures_once(storage: Storage) -> None:
@@ -101,16 +110,18 @@ def test_sink_records_failures_once(storage: Storage) -> None:
     assert [(r.id, r.error) for r in rows] == [(first, "UnknownProductError")]  # one row, the latest error
 
 
-def test_sink_template_ref_links_product_or_copies_the_file(storage: Storage, tmp_path: Path) -> None:
+def test_sink_template_origin_links_product_or_copies_the_file(storage: Storage, tmp_path: Path) -> None:
     product_id = _add_product(storage)
+    board_a = ProductRef(product_id, "board-a")
     sink = storage.sink()
     image = with_short(paint_board())
-    by_product = sink.store(_result(), image, "board-a", "hotfolder:board-a/1.png:1:1")
+    by_product = sink.store(_result(), image, ProductTemplate(board_a), "hotfolder:board-a/1.png:1:1")
     template_file = tmp_path / "x_temp.png"
     cv2.imwrite(str(template_file), paint_board(seed=5))
-    by_file = sink.store(_result(), image, str(template_file), "hotfolder:x.png:1:1")
-    labelled = sink.store(_result(product="board-a"), image, None, "demo:s:1")
-    own = sink.store(_result(product="board-a"), image, None, "demo:s:2", template_image=paint_board(seed=7))
+    by_file = sink.store(_result(), image, TemplateFile(template_file), "hotfolder:x.png:1:1")
+    gone = TemplateFile(tmp_path / "gone_temp.png", board_a)  # its file vanished before it could be copied
+    labelled = sink.store(_result(product="board-a"), image, gone, "hotfolder:board-a/gone.png:1:1")
+    own = sink.store(_result(product="board-a"), image, InlineTemplate(paint_board(seed=7), board_a), "demo:s:2")
     with storage.db.session() as session:
         repo = InspectionRepository(session)
         a, b, c, d = repo.get(by_product), repo.get(by_file), repo.get(labelled), repo.get(own)
@@ -118,9 +129,10 @@ def test_sink_template_ref_links_product_or_copies_the_file(storage: Storage, tm
     assert a.product_id == product_id and a.template_path == "templates/board-a-id.png"
     assert b.product_id is None and b.template_path is not None
     assert np.array_equal(storage.images.load(b.template_path), paint_board(seed=5))
-    assert c.product_id == product_id and c.template_path is None and c.source == "demo"
+    assert c.product_id == product_id and c.template_path is None  # not the product's template: not claimed
     # the pixels a capture brought are saved with the board; the product only labels it
-    assert d.product_id == product_id and d.template_path is not None and not d.template_path.startswith("templates/")
+    assert d.source == "demo" and d.product_id == product_id
+    assert d.template_path is not None and not d.template_path.startswith("templates/")
     assert np.array_equal(storage.images.load(d.template_path), paint_board(seed=7))
 
 

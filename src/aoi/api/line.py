@@ -26,6 +26,8 @@ from aoi.pipeline import (
     LinePipeline,
     PipelineConfig,
     ProductRecipe,
+    ProductRef,
+    TemplateOrigin,
     UnknownProductError,
     UploadExtras,
     VideoSource,
@@ -75,7 +77,12 @@ class DatabaseTemplateProvider:
             raise UnknownProductError(f"unknown product {product!r}; register it with POST /api/v1/products")
         template = self.storage.images.load_template(found.template_path)
         return ProductRecipe(
-            template=template, px_per_mm=found.px_per_mm, rules=found.rules, capture=found.capture, trace=found.trace
+            template=template,
+            px_per_mm=found.px_per_mm,
+            rules=found.rules,
+            capture=found.capture,
+            trace=found.trace,
+            product=ProductRef(found.id, found.name),
         )
 
 
@@ -90,16 +97,13 @@ class MeteredSink:
         self,
         result: InspectionResult,
         test_image: np.ndarray,
-        template_ref: str | None,
+        template: TemplateOrigin,
         source_key: str,
         *,
-        template_image: np.ndarray | None = None,
         upload: UploadExtras | None = None,
     ) -> str | StoredInspection:
         started = time.perf_counter()
-        stored = self.sink.store(
-            result, test_image, template_ref, source_key, template_image=template_image, upload=upload
-        )
+        stored = self.sink.store(result, test_image, template, source_key, upload=upload)
         source = upload.source if upload is not None else source_key.partition(":")[0] or "pipeline"
         total_ms = float(result.timings_ms.get("total", 0.0))
         self.metrics.observe_inspection(result.verdict.value, source, total_ms / 1000.0 + time.perf_counter() - started)

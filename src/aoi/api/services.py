@@ -26,8 +26,7 @@ from aoi.api.upload_line import LineNotRunning, UploadLine
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.detection.tiling import TiledInspector
-from aoi.pipeline import PipelineBusy, PipelineStopped, ProductRecipe, UploadExtras
-from aoi.pipeline import StoredInspection as LineStored
+from aoi.pipeline import PipelineBusy, PipelineStopped, ProductRecipe, ProductRef, UploadExtras, UploadReceipt
 from aoi.pipeline.capture import CaptureSettings
 from aoi.pipeline.trace import TraceSettings
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Trace, Verdict, check_trace_id
@@ -237,7 +236,7 @@ class UploadLinePath(Protocol):
         image_id: str | None = None,
         timeout_s: float = 10.0,
         upload: UploadExtras | None = None,
-    ) -> Future[LineStored]: ...
+    ) -> Future[UploadReceipt]: ...
 
 
 class InspectionService:
@@ -334,6 +333,7 @@ class InspectionService:
                 rules=product.rules,
                 capture=product.capture,
                 trace=product.trace,
+                product=ProductRef(product.id, product.name),
             )
         else:
             if template is None:  # narrowed by the caller; kept for the type checker
@@ -352,7 +352,7 @@ class InspectionService:
         product: Product | None,
         image_id: str,
         extras: UploadExtras,
-    ) -> LineStored:
+    ) -> UploadReceipt:
         """Hand the upload to the line and wait for it to be inspected and stored. What the sink raised
         (database unavailable or full, IdempotencyKeyTaken) is raised here as it was raised."""
         line = self.line

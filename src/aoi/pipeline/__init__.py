@@ -4,7 +4,7 @@ Large panels are tiled by the inspector it is given (`aoi.detection.tiling.Tiled
 """
 
 from aoi.pipeline.capture import CaptureConfigs, CaptureResolver, CaptureSettings
-from aoi.pipeline.line import LinePipeline, PipelineBusy, PipelineConfig, PipelineStopped, StoredInspection, StoreError
+from aoi.pipeline.line import LinePipeline, PipelineBusy, PipelineConfig, PipelineStopped, StoreError, UploadReceipt
 from aoi.pipeline.protocols import (
     CapturedImage,
     FrameSource,
@@ -19,6 +19,7 @@ from aoi.pipeline.protocols import (
 )
 from aoi.pipeline.sinks import MemorySink
 from aoi.pipeline.sources import DemoSource, HotFolderSource, SourceError, VideoSource
+from aoi.pipeline.template_origin import InlineTemplate, ProductRef, ProductTemplate, TemplateFile, TemplateOrigin
 from aoi.pipeline.templates import CachingTemplateProvider, StaticTemplateProvider
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DemoSource",
     "FrameSource",
     "HotFolderSource",
+    "InlineTemplate",
     "LinePipeline",
     "MemorySink",
     "Outcome",
@@ -38,14 +40,18 @@ __all__ = [
     "PipelineConfig",
     "PipelineStopped",
     "ProductRecipe",
+    "ProductRef",
+    "ProductTemplate",
     "QueuePolicy",
     "ResultSink",
     "SourceError",
     "StaticTemplateProvider",
     "StoreError",
-    "StoredInspection",
+    "TemplateFile",
+    "TemplateOrigin",
     "TemplateProvider",
     "UnknownProductError",
     "UploadExtras",
+    "UploadReceipt",
     "VideoSource",
 ]

@@ -335,12 +335,11 @@ class HotFolderSource:
             template = read_image(template_path, max_pixels) if template_path is not None else None
             return image, template
 
-        template_ref = str(template_path.resolve()) if template_path is not None else None
         return CapturedImage(
             source_key=f"hotfolder:{rel}:{digest}",
             product=product,
             image_id=rel,
-            template_ref=template_ref,
+            template_file=template_path.resolve() if template_path is not None else None,
             load=load,
             on_done=lambda outcome: self._finish(path, template_path, outcome),
         )

@@ -36,6 +36,7 @@ from aoi.pipeline.protocols import (
     UploadExtras,
 )
 from aoi.pipeline.stages import BoundedQueue, LatencyRecorder, QueueClosed, QueueFull, Worker
+from aoi.pipeline.template_origin import InlineTemplate, ProductTemplate, TemplateFile, TemplateOrigin
 from aoi.pipeline.templates import CachingTemplateProvider
 from aoi.pipeline.trace import resolve_trace
 from aoi.schema import DEFAULT_PX_PER_MM, InspectionFailure, InspectionInputError, InspectionResult, Trace
@@ -57,9 +58,10 @@ class StoreError(Exception):
 
 
 @dataclass(frozen=True)
-class StoredInspection:
+class UploadReceipt:
     """What an accepted upload's future resolves to: the sink's id and the result, and the sink's own
-    record of it when the sink returned one (`DatabaseSink`: the stored upload, as the API answers it)."""
+    record of it when the sink returned one (`DatabaseSink`: the stored `StoredInspection`, as the API
+    answers it)."""
 
     inspection_id: str
     result: InspectionResult
@@ -91,7 +93,7 @@ class _Job:
     source: str
     droppable: bool
     accepted_at: float = field(default_factory=time.perf_counter)
-    future: Future[StoredInspection] | None = None
+    future: Future[UploadReceipt] | None = None
 
 
 @dataclass
@@ -102,8 +104,7 @@ class _Inspected:
     failure: InspectionFailure | None = None
     error: BaseException | None = None
     test_image: np.ndarray | None = None
-    template_ref: str | None = None
-    template_image: np.ndarray | None = None  # the capture's own template, when no file or product names it
+    template: TemplateOrigin | None = None
 
 
 @dataclass
@@ -235,8 +236,8 @@ class LinePipeline:
         image_id: str | None = None,
         timeout_s: float = 10.0,
         upload: UploadExtras | None = None,
-    ) -> Future[StoredInspection]:
-        """Queue one uploaded image; the future resolves to StoredInspection or raises the image's error
+    ) -> Future[UploadReceipt]:
+        """Queue one uploaded image; the future resolves to an `UploadReceipt` or raises the image's error
         (an `InspectionInputError` from the engine, or whatever the sink raised, as it was raised).
 
         `upload`: what an HTTP upload brings besides its pixels (`UploadExtras`: its product's recipe,
@@ -257,7 +258,7 @@ class LinePipeline:
             image_id=image_id or key.removeprefix("upload:"),
             upload=upload,
         )
-        future: Future[StoredInspection] = Future()
+        future: Future[UploadReceipt] = Future()
         future.set_running_or_notify_cancel()
         job = _Job(captured, source="upload", droppable=False, future=future)
         self._begin()
@@ -384,12 +385,14 @@ class LinePipeline:
                 if recipe is None:
                     raise InspectionInputError(f"{image_id}: no template and no product to take one from")
                 template = recipe.template
-                done.template_ref = captured.template_ref or captured.product
+                done.template = ProductTemplate(recipe.product) if recipe.product else InlineTemplate(template)
             else:
                 template = validate_image(template, f"{image_id} template")
-                done.template_ref = captured.template_ref
-                if captured.template_ref is None:  # demo, camera, upload: the sink keeps the pixels themselves
-                    done.template_image = template
+                label = recipe.product if recipe is not None else None
+                if captured.template_file is not None:
+                    done.template = TemplateFile(captured.template_file, label)
+                else:  # demo, camera, upload: the sink keeps the pixels themselves
+                    done.template = InlineTemplate(template, label)
             done.test_image = image
             px_per_mm = upload.px_per_mm if upload is not None else None
             result = self._inspect(image, template, image_id, captured.product, recipe, px_per_mm)
@@ -469,16 +472,9 @@ class LinePipeline:
         started = time.perf_counter()
         job, captured = done.job, done.job.captured
         key = captured.source_key
-        if done.result is not None and done.test_image is not None:
+        if done.result is not None and done.test_image is not None and done.template is not None:
             try:
-                stored = self.sink.store(
-                    done.result,
-                    done.test_image,
-                    done.template_ref,
-                    key,
-                    template_image=done.template_image,
-                    upload=captured.upload,
-                )
+                stored = self.sink.store(done.result, done.test_image, done.template, key, upload=captured.upload)
             except Exception as exc:
                 if job.future is None:
                     self._log_store_error(key, exc)
@@ -492,7 +488,7 @@ class LinePipeline:
                 record = None if isinstance(stored, str) else stored
                 inspection_id = stored if isinstance(stored, str) else stored.id
                 outcome = Outcome(OutcomeStatus.STORED, key, inspection_id, result=done.result)
-                self._finish(job, "stored", outcome, value=StoredInspection(inspection_id, done.result, record))
+                self._finish(job, "stored", outcome, value=UploadReceipt(inspection_id, done.result, record))
         else:
             failure = done.failure or InspectionFailure(done.image_id, "InternalError", "no result")
             store_failure = getattr(self.sink, "store_failure", None)
@@ -514,7 +510,7 @@ class LinePipeline:
         job: _Job,
         counter: str,
         outcome: Outcome,
-        value: StoredInspection | None = None,
+        value: UploadReceipt | None = None,
         error: BaseException | None = None,
     ) -> None:
         with self._lock:

@@ -11,11 +11,13 @@ import enum
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from aoi.pipeline.capture import CaptureSettings
+from aoi.pipeline.template_origin import ProductRef, TemplateOrigin
 from aoi.pipeline.trace import TraceSettings
 from aoi.schema import InspectionFailure, InspectionInputError, InspectionResult, Trace
 from aoi.verdict import VerdictRules
@@ -102,6 +104,8 @@ class CapturedImage:
     worker, so that decoding runs in parallel and a bad file becomes a per-image failure).
     `load` returns (test image, template or None). A template given here wins over the
     product's recipe template; `product` still selects calibration and rules when registered.
+    `template_file`: the file that template is read from (a hot-folder `_temp` file), so a sink copies
+    that file; None: a template given here is the capture's own pixels.
     """
 
     source_key: str
@@ -110,7 +114,7 @@ class CapturedImage:
     template: np.ndarray | None = None
     captured_at: float = field(default_factory=time.time)
     image_id: str | None = None
-    template_ref: str | None = None
+    template_file: Path | None = None
     load: Callable[[], tuple[np.ndarray, np.ndarray | None]] | None = None
     on_done: Callable[[Outcome], None] | None = None
     upload: UploadExtras | None = None  # an HTTP upload's request-side extras; None for every source
@@ -166,11 +170,10 @@ class ResultSink(Protocol):
     A sink may also offer `store_failure(failure, source_key) -> str | None`; the pipeline calls it
     when present.
 
-    `template_ref` names the template the board was inspected against: a product (its recipe template,
-    referenced, not copied) or a template file. `template_image` is that template's pixels when the
-    capture brought them itself with no file to name (the demo line, a camera or upload with an explicit
-    template): a sink that keeps templates keeps these, so every stored board has the template it was
-    inspected against (the retraining loop needs the pair). None when `template_ref` says it all.
+    `template` says which template the board was inspected against (`TemplateOrigin`: the product's
+    recipe template, referenced, not copied; a template file; or the pixels the capture brought) and the
+    registered product the board belongs to: a sink that keeps templates keeps each, so every stored board
+    has the template it was inspected against (the retraining loop needs the pair).
 
     `upload`: an HTTP upload's extras (`UploadExtras`), None for every other source. A sink that stores
     uploads honours them (product, idempotency claim, bytes as received) and may return its own record of
@@ -182,10 +185,9 @@ class ResultSink(Protocol):
         self,
         result: InspectionResult,
         test_image: np.ndarray,
-        template_ref: str | None,
+        template: TemplateOrigin,
         source_key: str,
         *,
-        template_image: np.ndarray | None = None,
         upload: UploadExtras | None = None,
     ) -> str | SinkRecord: ...
 
@@ -195,14 +197,17 @@ class ResultSink(Protocol):
 @dataclass(frozen=True)
 class ProductRecipe:
     """What the pipeline needs about a product: golden template, calibration, pass/fail rules, its
-    capture setup (engine settings that differ from the bundle's; None: the bundle's own) and how its
-    boards' lot and panel are read (None: they are not)."""
+    capture setup (engine settings that differ from the bundle's; None: the bundle's own), how its
+    boards' lot and panel are read (None: they are not) and which registered product it is (`product`,
+    set by the provider that resolved it; None: a recipe kept in no product table, whose template a
+    sink then keeps as pixels)."""
 
     template: np.ndarray
     px_per_mm: float
     rules: VerdictRules
     capture: CaptureSettings | None = None
     trace: TraceSettings | None = None
+    product: ProductRef | None = None
 
 
 class TemplateProvider(Protocol):

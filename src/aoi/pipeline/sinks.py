@@ -12,16 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from aoi.pipeline.protocols import UploadExtras
+from aoi.pipeline.template_origin import TemplateOrigin
 from aoi.schema import InspectionFailure, InspectionResult
 
 
 @dataclass(frozen=True)
-class StoredRecord:
+class MemoryRecord:
+    """One entry of a `MemorySink`: a stored result with its template's origin, or a recorded failure."""
+
     inspection_id: str
     source_key: str
     result: InspectionResult | None
     failure: InspectionFailure | None
-    template_ref: str | None
+    template: TemplateOrigin | None
 
 
 class MemorySink:
@@ -29,45 +32,41 @@ class MemorySink:
 
     Results and failures are kept apart, like the database's tables: a key that failed may be stored
     later (its cause fixed), and only a stored result makes it `already_done`.
-    `keep_images`: the tested image of each inspection is kept in `images`, and the template pixels a
-    capture brought itself (`store(..., template_image=)`) in `templates`, both by inspection id.
+    `keep_images`: the tested image of each inspection is kept in `images`, by inspection id. Each record
+    keeps its template's origin (`InlineTemplate`: the pixels the capture brought).
     """
 
     def __init__(self, keep_images: bool = False) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[str, StoredRecord] = {}
-        self._failed: dict[str, StoredRecord] = {}
+        self._by_key: dict[str, MemoryRecord] = {}
+        self._failed: dict[str, MemoryRecord] = {}
         self.keep_images = keep_images
         self.images: dict[str, np.ndarray] = {}
-        self.templates: dict[str, np.ndarray] = {}
 
     def store(
         self,
         result: InspectionResult,
         test_image: np.ndarray,
-        template_ref: str | None,
+        template: TemplateOrigin,
         source_key: str,
         *,
-        template_image: np.ndarray | None = None,
         upload: UploadExtras | None = None,
     ) -> str:
         with self._lock:
             existing = self._by_key.get(source_key)
             if existing is not None:
                 return existing.inspection_id
-            record = StoredRecord(uuid.uuid4().hex, source_key, result, None, template_ref)
+            record = MemoryRecord(uuid.uuid4().hex, source_key, result, None, template)
             self._by_key[source_key] = record
             if self.keep_images:
                 self.images[record.inspection_id] = test_image
-                if template_image is not None:
-                    self.templates[record.inspection_id] = template_image
             return record.inspection_id
 
     def store_failure(self, failure: InspectionFailure, source_key: str) -> str:
         """One failure record per key; a key failing again keeps its id and the latest failure."""
         with self._lock:
             existing = self._failed.get(source_key)
-            record = StoredRecord(
+            record = MemoryRecord(
                 existing.inspection_id if existing else uuid.uuid4().hex, source_key, None, failure, None
             )
             self._failed[source_key] = record
@@ -78,7 +77,7 @@ class MemorySink:
             return source_key in self._by_key
 
     @property
-    def records(self) -> list[StoredRecord]:
+    def records(self) -> list[MemoryRecord]:
         """Stored results, then recorded failures."""
         with self._lock:
             return [*self._by_key.values(), *self._failed.values()]

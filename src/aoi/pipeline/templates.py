@@ -9,17 +9,24 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
 from aoi.pipeline.protocols import ProductRecipe, TemplateProvider, UnknownProductError
+from aoi.pipeline.template_origin import ProductRef
 
 
 class StaticTemplateProvider:
-    """An in-memory product table: for the demo line, scripts and tests."""
+    """An in-memory product table: for the demo line, scripts and tests. A product's key is its id and its
+    name: a recipe added without its `product` is given `ProductRef(key, key)`."""
 
     def __init__(self, recipes: dict[str, ProductRecipe] | None = None) -> None:
-        self._recipes: dict[str, ProductRecipe] = dict(recipes or {})
+        self._recipes: dict[str, ProductRecipe] = {}
+        for product, recipe in (recipes or {}).items():
+            self.add(product, recipe)
 
     def add(self, product: str, recipe: ProductRecipe) -> None:
+        if recipe.product is None:
+            recipe = replace(recipe, product=ProductRef(product, product))
         self._recipes[product] = recipe
 
     def recipe(self, product: str) -> ProductRecipe:

@@ -26,6 +26,10 @@ class ProductRepository:
         )
         return None if row is None else product_from_row(row)
 
+    def by_id(self, product_id: str) -> Product | None:
+        row = self.session.get(ProductRow, product_id)
+        return None if row is None else product_from_row(row)
+
     def name_taken(self, name: str) -> str | None:
         """The stored name equal to `name` ignoring case, if any."""
         return self.session.scalar(select(ProductRow.name).where(func.lower(ProductRow.name) == name.lower()).limit(1))

@@ -1,7 +1,7 @@
 """Storing one inspection atomically: image files first, then one transaction; files removed on rollback.
 
 `InspectionRecorder` is used by the HTTP API and, through `DatabaseSink`, by the capture pipeline
-(it satisfies `aoi.pipeline.protocols.ResultSink` structurally, so storage does not import the pipeline).
+(`DatabaseSink` satisfies `aoi.pipeline.protocols.ResultSink` structurally).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aoi.data.images import ImageError, read_image
+from aoi.pipeline.template_origin import InlineTemplate, ProductRef, ProductTemplate, TemplateFile, TemplateOrigin
 from aoi.schema import InspectionFailure, InspectionResult
 from aoi.storage.database import Database, is_unavailable
 from aoi.storage.idempotency import IdempotencyClaim, IdempotencyKeyTaken, add_claim, claim_exists
@@ -171,19 +172,21 @@ class InspectionRecorder:
 
 class DatabaseSink:
     """The pipeline's `ResultSink` over the results database. Every stored board keeps the template it
-    was inspected against, so that the learning-loop export (`aoi.storage.export`) can use it:
+    was inspected against (`TemplateOrigin`), so that the learning-loop export (`aoi.storage.export`) can
+    use it:
 
-    - `template_ref` a product id or name: the recipe's template was used; it is referenced (the
-      product's template file), not copied.
-    - `template_ref` the path of a template file (a hot-folder `_temp` file): the file is copied into the
-      image store with the inspection.
-    - `template_image`: the template pixels the capture brought itself (the demo line, a camera or an
-      upload with its own template; `template_ref` None): saved with the inspection. `result.product`, if
-      it names a registered product, then only labels the board: the product is linked, but its recipe
-      template is not claimed as the one used.
-    - `upload` (an HTTP upload through the line): stored as the API always stored uploads, with the
-      product the request resolved, its idempotency claim (IdempotencyKeyTaken when a concurrent request
-      with the key committed first), the bytes as received and no source key; the stored record is returned.
+    - `ProductTemplate`: the recipe's template was used; it is referenced (the product's template file),
+      not copied.
+    - `TemplateFile` (a hot-folder `_temp` file): the file is copied into the image store with the
+      inspection.
+    - `InlineTemplate`: the template pixels the capture brought itself (the demo line, a camera or an
+      upload with its own template): saved with the inspection.
+
+    The origin's `product` is linked (loaded by its id); with a file or pixels it only labels the board:
+    its recipe template is not claimed as the one used.
+    `upload` (an HTTP upload through the line): stored as the API always stored uploads, with the product
+    record the request resolved, its idempotency claim (IdempotencyKeyTaken when a concurrent request with
+    the key committed first), the bytes as received and no source key; the stored record is returned.
     """
 
     def __init__(self, recorder: InspectionRecorder, source: str = "pipeline") -> None:
@@ -194,10 +197,9 @@ class DatabaseSink:
         self,
         result: InspectionResult,
         test_image: np.ndarray,
-        template_ref: str | None,
+        template: TemplateOrigin,
         source_key: str,
         *,
-        template_image: np.ndarray | None = None,
         upload: UploadExtras | None = None,
     ) -> str | StoredInspection:
         if upload is not None:
@@ -205,38 +207,26 @@ class DatabaseSink:
                 result,
                 test_image,
                 product=upload.product,
-                template_image=template_image,
+                template_image=template.image if isinstance(template, InlineTemplate) else None,
                 source=upload.source,
                 test_received=upload.test_received,
                 claim=upload.claim,
             )
-        product: Product | None = None
-        if template_ref:
-            product = self._product(template_ref)
-            if product is None and template_image is None:
-                template_image = self._template_file(template_ref)
-        if product is None and result.product:
-            # The image came with its own template (pixels or a file): the product only labels it,
-            # so link the product but do not claim its recipe template was used.
-            labelled = self._product(result.product)
-            if labelled is not None:
-                stored = self.recorder.record(
-                    result,
-                    test_image,
-                    product=labelled,
-                    template_image=template_image,
-                    source=_source_of(source_key, self.source),
-                    source_key=source_key,
-                    template_from_product=False,
-                )
-                return stored.id
+        match template:
+            case ProductTemplate():
+                template_image = None
+            case TemplateFile(path=path):
+                template_image = _read_template_file(path)
+            case InlineTemplate(image=image):
+                template_image = image
         stored = self.recorder.record(
             result,
             test_image,
-            product=product,
+            product=self._product(template.product),
             template_image=template_image,
             source=_source_of(source_key, self.source),
             source_key=source_key,
+            template_from_product=isinstance(template, ProductTemplate),
         )
         return stored.id
 
@@ -246,19 +236,21 @@ class DatabaseSink:
     def store_failure(self, failure: InspectionFailure, source_key: str) -> str | None:
         return self.recorder.record_failure(failure, source_key)
 
-    def _product(self, ref: str) -> Product | None:
+    def _product(self, ref: ProductRef | None) -> Product | None:
+        """The product record the line resolved (None: deleted since, or no product)."""
+        if ref is None:
+            return None
         with self.recorder.db.session() as session:
-            return ProductRepository(session).get(ref)
+            return ProductRepository(session).by_id(ref.id)
 
-    def _template_file(self, ref: str) -> np.ndarray | None:
-        path = Path(ref)
-        if not path.is_file():
-            return None
-        try:
-            return read_image(path)
-        except ImageError as exc:
-            log.warning("template %s could not be read for storage: %s", path, exc)
-            return None
+
+def _read_template_file(path: Path) -> np.ndarray | None:
+    """A template file's pixels to copy; None (the board is stored without it) when it is gone or unreadable."""
+    try:
+        return read_image(path)
+    except ImageError as exc:
+        log.warning("template %s could not be read for storage: %s", path, exc)
+        return None
 
 
 def _source_of(source_key: str, default: str) -> str:
