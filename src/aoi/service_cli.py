@@ -17,6 +17,7 @@ from aoi.api.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_RATE_LIMIT_BURST,
+    DEFAULT_UPLOAD_RESULT_TIMEOUT_S,
     DEFAULT_UPLOAD_WAIT_S,
     ServiceSettings,
 )
@@ -90,6 +91,15 @@ def serve(
             help="Longest wait of an admitted upload for room in the line's inspect queue; then 503 + Retry-After.",
         ),
     ] = DEFAULT_UPLOAD_WAIT_S,
+    upload_result_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--upload-result-timeout-s",
+            min=0.001,
+            help="Longest wait of a request for the line to inspect and store its upload; then 503 + Retry-After"
+            " (the line still stores it: a retry with the same Idempotency-Key gets the result).",
+        ),
+    ] = DEFAULT_UPLOAD_RESULT_TIMEOUT_S,
     max_inflight_mb: Annotated[
         float | None,
         typer.Option(
@@ -147,7 +157,14 @@ def serve(
 
     upload_bytes = int(max_upload_mb * 2**20)
     admission = _admission_options(
-        upload_bytes, upload_concurrency, upload_queue, upload_wait_s, max_inflight_mb, rate_limit, rate_burst
+        upload_bytes,
+        upload_concurrency,
+        upload_queue,
+        upload_wait_s,
+        upload_result_timeout_s,
+        max_inflight_mb,
+        rate_limit,
+        rate_burst,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServiceSettings(
@@ -231,6 +248,7 @@ def _admission_options(
     upload_concurrency: int | None,
     upload_queue: int | None,
     upload_wait_s: float,
+    upload_result_timeout_s: float,
     max_inflight_mb: float | None,
     rate_limit: float,
     rate_burst: int,
@@ -240,6 +258,7 @@ def _admission_options(
     options: dict[str, Any] = {
         "upload_queue": upload_queue,
         "upload_wait_s": upload_wait_s,
+        "upload_result_timeout_s": upload_result_timeout_s,
         "max_inflight_bytes": None if max_inflight_mb is None else int(max_inflight_mb * 2**20),
         "rate_limit_per_s": rate_limit,
         "rate_limit_burst": rate_burst,

@@ -428,6 +428,42 @@ def test_an_upload_the_full_line_cannot_take_in_time_is_refused_and_not_stored(m
     assert 'aoi_upload_slots{name="waiting"} 0' in metrics and 'aoi_upload_slots{name="busy"} 0' in metrics
 
 
+def test_an_upload_the_line_does_not_answer_in_time_gets_503_and_is_still_stored(make_line: Any) -> None:
+    """The line took the upload but its slow inspection outlasts `upload_result_timeout_s`: the request is
+    answered 503 + Retry-After at that bound, the line still inspects and stores the board, and a retry with
+    the same Idempotency-Key gets that stored result instead of a second inspection."""
+    line = make_line(delay_s=1.5, workers=1, upload_result_timeout_s=0.2)
+    board = png(with_short(paint_board()))
+    keyed = {**line.auth, "Idempotency-Key": "slow-board-1"}
+
+    def keyed_upload(client: TestClient, product: str) -> httpx.Response:
+        return client.post(
+            UPLOADS, data={"product": product}, files={"image": ("b.png", board, "image/png")}, headers=keyed
+        )
+
+    with TestClient(line.app) as client:
+        product = add_product(client, line.auth)
+        started = time.perf_counter()
+        late = keyed_upload(client, product)
+        waited_s = time.perf_counter() - started
+        stored_when_answered = line.stored()["inspections"]
+        deadline = time.monotonic() + 10
+        while line.stored()["inspections"] == 0:  # nothing lost: the line finishes it
+            assert time.monotonic() < deadline, "the upload answered 503 was never stored"
+            time.sleep(0.02)
+        retry = keyed_upload(client, product)
+        uploads = line.app.state.services.inspections.uploads.counts()
+    assert late.status_code == 503 and late.json()["error"] == "inspection_pending", late.text
+    assert "within 0.2 s" in late.json()["detail"] and retry_after_s(late.headers) >= 1
+    assert 0.2 <= waited_s < 1.0 and stored_when_answered == 0  # answered before the line had finished
+    with line.storage.db.session() as session:
+        stored_id = session.execute(text("SELECT id FROM inspections")).scalar_one()
+    assert retry.status_code == 200 and retry.headers["Idempotent-Replayed"] == "true", retry.text
+    assert retry.json()["id"] == stored_id
+    assert line.stored()["inspections"] == 1 and line.inspector.calls == 1  # stored once, inspected once
+    assert uploads == {"busy": 0.0, "waiting": 0.0, "admitted": 0.0}
+
+
 def test_upload_line_admits_up_to_its_capacity_and_counts_the_uploads_in_the_line() -> None:
     now = [0.0]
     uploads = UploadLine(concurrency=1, queue=1, max_wait_s=0.05, clock=lambda: now[0])
@@ -455,6 +491,7 @@ def test_upload_line_admits_up_to_its_capacity_and_counts_the_uploads_in_the_lin
     [
         ({"upload_queue": -1}, "upload_queue"),
         ({"upload_wait_s": 0.0}, "upload_wait_s"),
+        ({"upload_result_timeout_s": float("inf")}, "upload_result_timeout_s"),
         ({"max_upload_bytes": 10 * MiB, "max_inflight_bytes": 5 * MiB}, "max_inflight_bytes"),
         ({"rate_limit_per_s": -1.0}, "rate_limit_per_s"),
         ({"rate_limit_per_s": float("inf")}, "rate_limit_per_s"),
@@ -480,6 +517,7 @@ def test_admission_defaults_scale_with_the_line(tmp_path: Path) -> None:
         (["--upload-queue", "-1"], "--upload-queue"),
         (["--rate-burst", "0"], "--rate-burst"),
         (["--upload-wait-s", "0"], "--upload-wait-s"),
+        (["--upload-result-timeout-s", "0"], "--upload-result-timeout-s"),
     ],
 )
 def test_serve_refuses_admission_flags_that_do_not_fit(tmp_path: Path, flags: list[str], words: str) -> None:

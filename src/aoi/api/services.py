@@ -6,9 +6,10 @@ called from scripts and tests.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from aoi.api import validation
 from aoi.api.errors import ApiError, not_found
 from aoi.api.metrics import ServiceMetrics
 from aoi.api.settings import ServiceSettings
-from aoi.api.upload_line import LineNotRunning, UploadLine
+from aoi.api.upload_line import InspectionPending, LineNotRunning, UploadLine
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.detection.tiling import TiledInspector
@@ -40,6 +41,8 @@ from aoi.storage.records import Product, ReviewDecision, StoredInspection
 from aoi.storage.review_queue import LeaseHeld, ReviewQueue
 from aoi.storage.stats import LineStats, compute_stats
 from aoi.verdict import VerdictRules
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,9 @@ class InspectionService:
 
         Everything a request can get wrong is checked here (415, 422, 404); then the line inspects and
         stores it and this waits for the answer. 503 (UploadLineFull) when the line's inspect queue stays
-        full for `upload_wait_s`; 422 when the engine refuses the image (another board's template).
+        full for `upload_wait_s`; 503 (InspectionPending) when the line does not answer within
+        `upload_result_timeout_s` (it still stores the upload); 422 when the engine refuses the image
+        (another board's template).
         `claim`: the request's idempotency key, stored with the inspection (see `aoi.api.idempotency`).
         `trace`: lot, panel and line sent with the image (`trace_fields`); what it leaves unknown is read
         as the product says (QR code, file name), and the line is this service's `line_name`.
@@ -353,8 +358,9 @@ class InspectionService:
         image_id: str,
         extras: UploadExtras,
     ) -> UploadReceipt:
-        """Hand the upload to the line and wait for it to be inspected and stored. What the sink raised
-        (database unavailable or full, IdempotencyKeyTaken) is raised here as it was raised."""
+        """Hand the upload to the line and wait, at most `upload_result_timeout_s`, for it to be inspected and
+        stored. What the sink raised (database unavailable or full, IdempotencyKeyTaken) is raised here as it
+        was raised."""
         line = self.line
         if line is None:
             raise LineNotRunning("the inspection line is not running; retry later", self.uploads.retry_after_s())
@@ -375,6 +381,16 @@ class InspectionService:
                 "the inspection line is stopping (the service shuts down); retry later", self.uploads.retry_after_s()
             ) from None
         with self.uploads.in_line():
+            timeout_s = self.settings.upload_result_timeout_s
+            if not wait([future], timeout=timeout_s).done:
+                log.warning(
+                    "upload %s not answered within %g s; the line still inspects and stores it", image_id, timeout_s
+                )
+                raise InspectionPending(
+                    f"the inspection line did not answer within {timeout_s:g} s; it still inspects and stores this"
+                    " upload: retry with the same Idempotency-Key to get its result",
+                    self.uploads.retry_after_s(),
+                )
             try:
                 return future.result()
             except InspectionInputError as exc:

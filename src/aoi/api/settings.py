@@ -16,6 +16,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # a 16k x 16k PNG panel plus its t
 INFLIGHT_UPLOADS_OF_MAX_SIZE = 4  # default in-flight byte budget: this many largest uploads at once
 UPLOAD_QUEUE_PER_SLOT = 4  # default upload queue: this many more uploads admitted per `upload_concurrency`
 DEFAULT_UPLOAD_WAIT_S = 30.0
+DEFAULT_UPLOAD_RESULT_TIMEOUT_S = 60.0
 DEFAULT_RATE_LIMIT_BURST = 20
 
 
@@ -35,6 +36,9 @@ class ServiceSettings:
     is read.
     `upload_wait_s`: an upload that finds the line's inspect queue full this long is refused (503 +
     Retry-After).
+    `upload_result_timeout_s`: how long a request waits for the line to inspect and store its accepted
+    upload; past it the request is answered 503 + Retry-After and the line still inspects and stores it (a
+    retry with the same Idempotency-Key gets that result).
     `max_inflight_bytes`: request bodies held at once, all requests together (None: 4 of the largest
     uploads); a body that would pass it is refused with 503 + Retry-After.
     `rate_limit_per_s`: writes a second per API key (0: no limit), `rate_limit_burst` at once (429).
@@ -59,6 +63,7 @@ class ServiceSettings:
     upload_concurrency: int = max(1, os.cpu_count() or 1)
     upload_queue: int | None = None
     upload_wait_s: float = DEFAULT_UPLOAD_WAIT_S
+    upload_result_timeout_s: float = DEFAULT_UPLOAD_RESULT_TIMEOUT_S
     max_inflight_bytes: int | None = None
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = DEFAULT_RATE_LIMIT_BURST
@@ -88,6 +93,10 @@ class ServiceSettings:
             raise ValueError(f"upload_queue must be 0 or more, got {self.upload_queue}")
         if not (self.upload_wait_s > 0 and math.isfinite(self.upload_wait_s)):
             raise ValueError(f"upload_wait_s must be a positive number of seconds, got {self.upload_wait_s}")
+        if not (self.upload_result_timeout_s > 0 and math.isfinite(self.upload_result_timeout_s)):
+            raise ValueError(
+                f"upload_result_timeout_s must be a positive number of seconds, got {self.upload_result_timeout_s}"
+            )
         if self.max_inflight_bytes is not None and self.max_inflight_bytes < self.max_upload_bytes:
             raise ValueError(
                 f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least max_upload_bytes"

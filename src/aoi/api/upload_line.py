@@ -6,7 +6,8 @@ many uploads are in the service at once: `concurrency + queue` uploads are admit
 decoded, handed to the line and waited on); one more is refused at the door (503 + Retry-After, before
 its body is read). An admitted upload that finds the line's inspect queue full for `max_wait_s` is
 refused too (`PipelineBusy` -> UploadLineFull), so an accepted upload's latency stays bounded instead of
-growing with the offered load.
+growing with the offered load. One the line takes but does not answer within `upload_result_timeout_s`
+is answered 503 (InspectionPending) while the line still inspects and stores it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ class UploadLineFull(RetryLater):
 
     def __init__(self, detail: str, retry_after_s: float) -> None:
         super().__init__("line_full", detail, retry_after_s)
+
+
+class InspectionPending(RetryLater):
+    """503: the line took the upload but did not answer in time; it still inspects and stores it, so a retry
+    with the same Idempotency-Key gets that result (one without a key is inspected again)."""
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__("inspection_pending", detail, retry_after_s)
 
 
 class LineNotRunning(RetryLater):

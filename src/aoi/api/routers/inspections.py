@@ -42,6 +42,10 @@ MAX_OFFSET = 10**9  # a 64-bit OFFSET overflows SQLite and PostgreSQL (a 500); n
         200: {"description": "a retry with the same Idempotency-Key: the first request's inspection"},
         403: {"description": "the API key lacks the inspect scope"},
         409: {"description": "the Idempotency-Key was already used for a different request"},
+        503: {
+            "description": "retry after Retry-After: the line is full or stopping, or did not answer within"
+            " upload_result_timeout_s (it still stores the upload: retry with the same Idempotency-Key)"
+        },
     },
 )
 def create_inspection(
