@@ -33,15 +33,11 @@ from tests.service.conftest import postgres_url  # noqa: F401  (the session's Po
 
 from aoi.pipeline.protocols import ResultSink, UploadExtras
 from aoi.pipeline.sinks import MemorySink
+from aoi.pipeline.template_origin import InlineTemplate
 from aoi.schema import Defect, InspectionFailure, InspectionResult, Trace, Verdict
 from aoi.storage import Storage
 from aoi.storage.images import ImageStoreFull
 from aoi.storage.inspections import InspectionRepository
-
-try:
-    from aoi.pipeline.template_origin import InlineTemplate
-except ImportError:  # before the typed template hand-off
-    InlineTemplate = None  # type: ignore[assignment,misc]
 
 Fault = Callable[[pytest.MonkeyPatch], type[BaseException]]  # breaks the sink's storage; the error it must raise
 
@@ -59,12 +55,8 @@ class SinkCase:
 
 def store(sink: ResultSink, result: InspectionResult, image: np.ndarray, source_key: str, **extras: object) -> str:
     """`sink.store` as the line calls it for a capture that brought its own template pixels (a camera, the demo),
-    reduced to the id the protocol promises. The one place that spells out the call: the template hand-off is
-    the typed `TemplateOrigin` where it exists, else the older `template_ref` + `template_image` pair."""
-    if InlineTemplate is not None:
-        stored = sink.store(result, image, InlineTemplate(BOARD), source_key, **extras)  # type: ignore[arg-type]
-    else:
-        stored = sink.store(result, image, None, source_key, template_image=BOARD, **extras)  # type: ignore[arg-type]
+    reduced to the id the protocol promises. The one place that spells out the call."""
+    stored = sink.store(result, image, InlineTemplate(BOARD), source_key, **extras)  # type: ignore[arg-type]
     return stored if isinstance(stored, str) else stored.id
 
 
