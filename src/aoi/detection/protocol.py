@@ -21,7 +21,9 @@ class InspectorLike(Protocol):
 
     `origin_px`: where the image's top-left lies in a larger image (a tile in its panel); it moves the
     defects' `box_mm`, not their `box_px`. `candidates` / `registration`: a product's capture setup
-    (`aoi.pipeline.capture`); None: the inspector's own settings.
+    (`aoi.pipeline.capture`); None: the inspector's own settings. `threshold`: the confidence a defect
+    needs to be reported (None: the model's calibrated cut; `aoi eval` passes the model's score floor
+    to rank every detection).
     """
 
     @property
@@ -39,4 +41,5 @@ class InspectorLike(Protocol):
         origin_px: tuple[float, float] = (0.0, 0.0),
         candidates: CandidateConfig | None = None,
         registration: RegistrationConfig | None = None,
+        threshold: float | None = None,
     ) -> InspectionResult: ...

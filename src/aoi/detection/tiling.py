@@ -168,6 +168,7 @@ class TiledInspector:
         origin_px: tuple[float, float] = (0.0, 0.0),
         candidates: CandidateConfig | None = None,
         registration: RegistrationConfig | None = None,
+        threshold: float | None = None,
     ) -> InspectionResult:
         """The wrapped inspector's result for an image up to `config.threshold_px` on its longer side;
         a panel's merged tile results (`inspect_panel`) for a larger one."""
@@ -182,6 +183,7 @@ class TiledInspector:
                 origin_px=origin_px,
                 candidates=candidates,
                 registration=registration,
+                **_threshold_kwarg(threshold),
             )
         result = inspect_panel(
             self.inspector,
@@ -197,6 +199,7 @@ class TiledInspector:
             executor=self._executor(),
             candidates=candidates,
             registration=registration,
+            threshold=threshold,
         )
         if origin_px != (0.0, 0.0):
             result = replace(result, defects=tuple(d.with_mm(px_per_mm, origin_px) for d in result.defects))
@@ -242,6 +245,7 @@ def inspect_panel(
     seam_defect_px: int = 192,
     candidates: CandidateConfig | None = None,
     registration: RegistrationConfig | None = None,
+    threshold: float | None = None,
 ) -> InspectionResult:
     """Inspect `panel` against its same-size `template` tile by tile; one merged result in panel coordinates.
 
@@ -259,7 +263,7 @@ def inspect_panel(
     whole panel fail (RegistrationError): a panel with a hole in its inspection must not pass.
 
     `candidates` / `registration`: the product's capture setup, the same for every tile (None: the
-    inspector's own settings).
+    inspector's own settings). `threshold`: the cut each tile reports at (None: the model's).
     """
     started = time.perf_counter()
     if panel.ndim != 2 or template.ndim != 2:
@@ -295,6 +299,7 @@ def inspect_panel(
                 origin_px=(float(tile.x_px), float(tile.y_px)),
                 candidates=candidates,
                 registration=registration,
+                **_threshold_kwarg(threshold),
             )
         except RegistrationError as exc:
             raise RegistrationError(
@@ -608,3 +613,9 @@ def merge_tile_defects(
         defects.append(replace(candidates[best][1], box_px=union).with_mm(px_per_mm))
     defects.sort(key=lambda d: (d.box_px[1], d.box_px[0]))
     return defects
+
+
+def _threshold_kwarg(threshold: float | None) -> dict[str, float]:
+    """`threshold=` only when one is asked for: inspectors that always report at their own cut need not
+    take the argument."""
+    return {} if threshold is None else {"threshold": threshold}

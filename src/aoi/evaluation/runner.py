@@ -21,6 +21,8 @@ from aoi.data.annotations import AnnotatedPair
 from aoi.data.images import read_image
 from aoi.detection.bundle import ModelBundle
 from aoi.detection.inspector import Inspector
+from aoi.detection.protocol import InspectorLike
+from aoi.detection.tiling import TiledInspector, TilingConfig
 from aoi.evaluation.metrics import (
     ImageEval,
     OperatingPoint,
@@ -42,17 +44,27 @@ class PairOutcome:
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _detect_one(inspector: Inspector, pair: AnnotatedPair, score_floor: float) -> PairOutcome:
+ENGINE_STAGES = ("register", "candidates", "classify")
+
+
+def _detect_one(inspector: InspectorLike, pair: AnnotatedPair, score_floor: float) -> PairOutcome:
+    """One pair through the engine's one facade (`InspectorLike.inspect`, tiled like every entry point's),
+    reporting every detection down to `score_floor` so that precision/recall curves can be drawn."""
     t0 = time.perf_counter()
     try:
         test = read_image(pair.test_path)
         template = read_image(pair.template_path)
         t1 = time.perf_counter()
-        dets, analysed, classify_ms = inspector.detect(test, template, score_floor=score_floor)
+        result = inspector.inspect(test, template, image_id=pair.image_id, threshold=score_floor)
     except InspectionInputError as exc:
         return PairOutcome(pair, failure=InspectionFailure(pair.image_id, type(exc).__name__, str(exc)))
-    stage = {"decode": (t1 - t0) * 1e3, **analysed.timings_ms, "classify": classify_ms}
-    return PairOutcome(pair, dets, None, stage)
+    stage = {"decode": (t1 - t0) * 1e3, **{k: result.timings_ms[k] for k in ENGINE_STAGES if k in result.timings_ms}}
+    return PairOutcome(pair, list(result.defects), None, stage)
+
+
+def engine_facade(inspector: Inspector, workers: int = 1) -> TiledInspector:
+    """What every entry point inspects through: the engine wrapped for panels (`TilingConfig.for_panels`)."""
+    return TiledInspector(inspector, TilingConfig.for_panels(workers=workers))
 
 
 def run_pairs(
@@ -77,14 +89,15 @@ def run_pairs(
                     on_done(outcome)
                 yield outcome
         return
+    facade = engine_facade(inspector)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for outcome in pool.map(lambda p: _detect_one(inspector, p, score_floor), pairs):
+        for outcome in pool.map(lambda p: _detect_one(facade, p, score_floor), pairs):
             if on_done:
                 on_done(outcome)
             yield outcome
 
 
-_worker_inspector: Inspector | None = None  # one per worker process, built by `_start_worker`
+_worker_inspector: TiledInspector | None = None  # one per worker process, built by `_start_worker`
 
 
 def _start_worker(bundle: ModelBundle) -> None:
@@ -92,7 +105,7 @@ def _start_worker(bundle: ModelBundle) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # workers x threads = cores
-    _worker_inspector = Inspector(bundle, threads=1)
+    _worker_inspector = engine_facade(Inspector(bundle, threads=1))
 
 
 def _detect_in_worker(job: tuple[AnnotatedPair, float]) -> PairOutcome:
