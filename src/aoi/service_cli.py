@@ -64,6 +64,14 @@ def serve(
             " camera and demo. Default: 1 per core.",
         ),
     ] = None,
+    engine_processes: Annotated[
+        bool,
+        typer.Option(
+            "--engine-processes/--engine-threads",
+            help="Run the engine in one worker process per inspect worker (default: the engine's Python then"
+            " holds no lock the web server and the other workers wait on), or in the service's own threads.",
+        ),
+    ] = True,
     no_hot_folder: Annotated[bool, typer.Option("--no-hot-folder", help="Do not watch DATA_DIR/inbox.")] = False,
     upload_concurrency: Annotated[
         int | None,
@@ -152,9 +160,11 @@ def serve(
     from aoi.api.access_log import uvicorn_log_config
     from aoi.api.app import create_app
     from aoi.api.line import LineOptions, build_line
-    from aoi.detection.inspector import Inspector
+    from aoi.api.model_follow import close_engine, load_engine
+    from aoi.detection.bundle import ModelBundle
     from aoi.storage import Storage
 
+    inspect_workers = workers or max(1, os.cpu_count() or 1)  # one per core, as uploads had before issue 8
     upload_bytes = int(max_upload_mb * 2**20)
     admission = _admission_options(
         upload_bytes,
@@ -172,6 +182,7 @@ def serve(
         database_url=database_url,
         max_upload_bytes=int(max_upload_mb * 2**20),
         model_bundle=model,
+        engine_processes=inspect_workers if engine_processes else 0,
         **admission,
         open_reads=demo if open_reads is None else open_reads,  # the demo is a local showcase with no keys
         **_station_options(line_name, shifts, shift_timezone, review_lease_s),
@@ -182,7 +193,8 @@ def serve(
         typer.echo(f"error: cannot open the results database: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        inspector = Inspector.load(settings.model_bundle or _promoted_model(storage.data_dir))
+        bundle = ModelBundle.load(settings.model_bundle or _promoted_model(storage.data_dir))
+        inspector = load_engine(bundle, settings.engine_processes)
     except Exception as exc:
         storage.close()
         typer.echo(f"error: cannot load the model bundle: {exc}", err=True)
@@ -192,7 +204,7 @@ def serve(
         camera=camera,
         camera_product=camera_product,
         demo=demo,
-        inspect_workers=workers or max(1, os.cpu_count() or 1),  # one per core, as uploads had before issue 8
+        inspect_workers=inspect_workers,
     )
     app = create_app(
         settings,
@@ -214,6 +226,7 @@ def serve(
             timeout_graceful_shutdown=30,
         )
     finally:
+        close_engine(inspector)  # after the lifespan: the line has stopped (idempotent if it was closed there)
         storage.close()
 
 

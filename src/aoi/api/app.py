@@ -16,12 +16,13 @@ from aoi.api.docs import install_offline_docs
 from aoi.api.errors import install_error_handlers
 from aoi.api.line import LineOptions, build_line
 from aoi.api.metrics import ServiceMetrics
-from aoi.api.model_follow import RegistryFollower
+from aoi.api.model_follow import RegistryFollower, close_engine, load_engine
 from aoi.api.models import API_PREFIX
 from aoi.api.routers import catalogue, inspections, ops, products, reports, review, stats
 from aoi.api.routers.deps import Line, Services
 from aoi.api.services import InspectionService, ProductService
 from aoi.api.settings import ServiceSettings
+from aoi.detection.bundle import ModelBundle
 from aoi.detection.model_registry import ModelRegistry
 from aoi.detection.protocol import InspectorLike
 from aoi.detection.tiling import TiledInspector
@@ -50,10 +51,7 @@ def create_app(
     """
     storage = storage or Storage.open(settings.data_dir, settings.database_url)
     if inspector is None:
-        from aoi.detection.inspector import Inspector
-
-        loaded: InspectorLike = Inspector.load(settings.model_bundle)
-        inspector = loaded
+        inspector = load_engine(ModelBundle.load(settings.model_bundle), settings.engine_processes)
     tiled = TiledInspector(inspector, settings.tiling)
     metrics = ServiceMetrics()
     product_service = ProductService(storage)
@@ -76,7 +74,12 @@ def create_app(
         log.info("inspection line started")
         follower = None
         if settings.model_bundle is None and settings.registry_poll_s > 0:
-            follower = RegistryFollower(ModelRegistry.in_data_dir(storage.data_dir), tiled, settings.registry_poll_s)
+            follower = RegistryFollower(
+                ModelRegistry.in_data_dir(storage.data_dir),
+                tiled,
+                settings.registry_poll_s,
+                load=lambda bundle: load_engine(bundle, settings.engine_processes),
+            )
             follower.start()
         try:
             yield
@@ -89,6 +92,7 @@ def create_app(
                 svc.line = None
             svc.inspections.attach_line(None)
             tiled.close()
+            close_engine(tiled.inspector)
 
     app = FastAPI(
         title="aoi line service",

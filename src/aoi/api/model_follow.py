@@ -25,10 +25,23 @@ log = logging.getLogger("aoi.models")
 DEFAULT_POLL_S = 2.0
 
 
-def _load_inspector(bundle: ModelBundle) -> InspectorLike:
+def load_engine(bundle: ModelBundle, processes: int = 0) -> InspectorLike:
+    """The engine for `bundle`: in this process's threads (`processes` 0) or in worker processes."""
+    if processes > 0:
+        from aoi.detection.process_inspector import ProcessInspector
+
+        return ProcessInspector(bundle, processes)
     from aoi.detection.inspector import Inspector
 
     return Inspector(bundle)
+
+
+def close_engine(inspector: InspectorLike) -> None:
+    """End an engine's worker processes, if it has any, once the images they hold are done."""
+    from aoi.detection.process_inspector import ProcessInspector
+
+    if isinstance(inspector, ProcessInspector):
+        inspector.close()
 
 
 class RegistryFollower:
@@ -37,7 +50,7 @@ class RegistryFollower:
         registry: ModelRegistry,
         tiled: TiledInspector,
         poll_s: float = DEFAULT_POLL_S,
-        load: Callable[[ModelBundle], InspectorLike] = _load_inspector,
+        load: Callable[[ModelBundle], InspectorLike] = load_engine,
     ) -> None:
         self.registry = registry
         self.tiled = tiled
@@ -74,6 +87,8 @@ class RegistryFollower:
             return False
         previous = self.tiled.swap(inspector)
         log.info("now serving model %s (was %s)", bundle.meta.version, previous.model_version)
+        # the replaced engine's workers end after the images they hold, without holding up this thread
+        threading.Thread(target=close_engine, args=(previous,), name="aoi-engine-close", daemon=True).start()
         return True
 
     def _run(self) -> None:
@@ -90,4 +105,4 @@ class RegistryFollower:
             self._thread.join(timeout=5)
 
 
-__all__ = ["DEFAULT_POLL_S", "RegistryFollower"]
+__all__ = ["DEFAULT_POLL_S", "RegistryFollower", "close_engine", "load_engine"]

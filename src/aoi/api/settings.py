@@ -49,6 +49,10 @@ class ServiceSettings:
     `shifts` / `shift_timezone`: the plant's shifts for shift reports (`aoi.shifts`; zone None: the server's).
     `registry_poll_s`: without `model_bundle`, how often the service looks for a model promoted or rolled
     back in `data_dir/models` and swaps it in (`aoi.api.model_follow`; 0: never).
+    `engine_processes`: 0 runs the engine in the line's own threads; N > 0 in N worker processes
+    (`aoi.detection.process_inspector.ProcessInspector`, `aoi serve` gives one per inspect worker), so the
+    engine's Python holds no GIL the event loop and the other workers need. Used when the app loads its
+    model itself (`create_app` without `inspector=`) and for every model the registry swaps in.
     """
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -73,6 +77,7 @@ class ServiceSettings:
     shifts: str = DEFAULT_SHIFTS
     shift_timezone: str | None = None
     registry_poll_s: float = 2.0
+    engine_processes: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -87,6 +92,8 @@ class ServiceSettings:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         if self.upload_concurrency < 1:
             raise ValueError(f"upload_concurrency must be at least 1, got {self.upload_concurrency}")
+        if self.engine_processes < 0:
+            raise ValueError(f"engine_processes must be 0 or more, got {self.engine_processes}")
         if not self.default_px_per_mm > 0:
             raise ValueError(f"default_px_per_mm must be positive, got {self.default_px_per_mm}")
         if self.upload_queue is not None and self.upload_queue < 0:
