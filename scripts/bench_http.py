@@ -152,14 +152,27 @@ class ServerProcess:
         raise BenchError(f"aoi serve did not answer /health within {timeout_s:.0f} s")
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds of the server process so far (Linux /proc)."""
+        """User + system CPU seconds so far of the server process and every live process under it (its
+        engine workers), from Linux /proc."""
         if self.proc is None:
             return 0.0
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, CPU seconds)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            ticks = int(fields[11]) + int(fields[12])
+            stats[int(stat.parent.name)] = (int(fields[1]), ticks / os.sysconf("SC_CLK_TCK"))
+        if self.proc.pid not in stats:
             return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tree, frontier = {self.proc.pid}, [self.proc.pid]
+        while frontier:
+            parent = frontier.pop()
+            children = [pid for pid, (ppid, _) in stats.items() if ppid == parent and pid not in tree]
+            tree.update(children)
+            frontier += children
+        return sum(stats[pid][1] for pid in tree)
 
     def kill(self) -> None:
         """SIGKILL, no shutdown at all (what a crash looks like)."""
