@@ -286,8 +286,8 @@ def phase_correlation_peaks(
     h, w = reference.shape
     window = _hanning(w, h)
     # OpenCV's DFT: about 3x numpy's on these sizes, same surface to float precision.
-    fa = cv2.dft(reference.astype(np.float32) * window, flags=cv2.DFT_COMPLEX_OUTPUT)
-    fb = cv2.dft(moved.astype(np.float32) * window, flags=cv2.DFT_COMPLEX_OUTPUT)
+    fa = cv2.dft(np.asarray(reference, np.float32) * window, flags=cv2.DFT_COMPLEX_OUTPUT)
+    fb = cv2.dft(np.asarray(moved, np.float32) * window, flags=cv2.DFT_COMPLEX_OUTPUT)
     cross = cv2.mulSpectrums(fb, fa, 0, conjB=True)
     cross /= (cv2.magnitude(cross[..., 0], cross[..., 1]) + 1e-9)[..., None]
     surface = np.fft.fftshift(cv2.idft(cross, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE))
