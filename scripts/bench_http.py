@@ -58,14 +58,14 @@ API = "/api/v1"
 # tests (the HTTP + storage path alone) and the upload concurrency (to measure with and without it).
 _LAUNCHER = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {root!r})
 import uvicorn
 from pathlib import Path
 from aoi.api import ServiceSettings, create_app
 from aoi.api.line import LineOptions, build_line
 settings = ServiceSettings(data_dir=Path({data_dir!r}), **{settings!r})
 if {fake!r}:
-    from service.conftest import FakeInspector
+    from tests.support.service import FakeInspector
     inspector = FakeInspector()
 else:
     from aoi.detection.inspector import Inspector
@@ -125,7 +125,7 @@ class ServerProcess:
         if self.engine == "fake" or self.upload_concurrency is not None:
             settings = {} if self.upload_concurrency is None else {"upload_concurrency": self.upload_concurrency}
             code = _LAUNCHER.format(
-                tests=str(REPO_ROOT / "tests"),
+                root=str(REPO_ROOT),
                 data_dir=str(self.data_dir),
                 port=self.port,
                 settings=settings,

@@ -3,7 +3,7 @@
 The app runs in process (ASGI, no network) with the service tests' fake inspector, so the requests
 exercise validation, the routers and the storage, not the engine. Requests carry an admin API key
 (most of them), so writes are exercised too; each generated request is partly steered towards real
-ids, decodable images and rule JSON (tests/service/api_fuzz.py says how).
+ids, decodable images and rule JSON (tests/api/api_fuzz.py says how).
 
     python scripts/fuzz_api.py                                   # >= 10,000 requests per database
     python scripts/fuzz_api.py --requests 2000 --databases sqlite
@@ -29,12 +29,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.service: the fake inspector and the fuzz harness
+sys.path.insert(0, str(ROOT))  # tests.api, tests.support: the fake inspector and the fuzz harness
 
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
-from tests.service.api_fuzz import Finding, FuzzReport, fuzz  # noqa: E402
-from tests.service.conftest import FakeInspector  # noqa: E402
+from tests.api.api_fuzz import Finding, FuzzReport, fuzz  # noqa: E402
+from tests.support.service import FakeInspector  # noqa: E402
 
 from aoi.api import ServiceSettings, create_app  # noqa: E402
 from aoi.storage import Storage, resolve_database_url  # noqa: E402

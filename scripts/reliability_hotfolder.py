@@ -60,7 +60,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _fake_inspector(delay_s: float) -> Any:
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "pipeline"))
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "support"))
     from pipeline_fakes import FakeInspector  # type: ignore[import-not-found]
 
     return FakeInspector(delay_s=delay_s)
@@ -102,7 +102,7 @@ def make_boards(n: int, size_px: int, seed: int) -> tuple[bytes, list[bytes]]:
     import cv2
     import numpy as np
 
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "pipeline"))
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "support"))
     from pipeline_fakes import paint_board, with_defect  # type: ignore[import-not-found]
 
     template = paint_board(np.random.default_rng(seed), size_px)

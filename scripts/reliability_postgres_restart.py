@@ -41,7 +41,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-sys.path.insert(0, str(REPO_ROOT / "tests" / "pipeline"))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "support"))
 
 from bench_http import free_port, multipart, request  # noqa: E402
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         storage.close()
         port = free_port()
         code = _LAUNCHER.format(
-            fakes=str(REPO_ROOT / "tests" / "pipeline"),
+            fakes=str(REPO_ROOT / "tests" / "support"),
             delay_s=args.inspect_ms / 1000.0,
             data_dir=str(data_dir),
             url=url,

@@ -1,15 +1,22 @@
-"""Engine fixtures: synthetic boards and a tiny model trained on them (module-scoped, built once)."""
+"""Fixtures shared across the suite: synthetic boards and a tiny model trained on them (built once per session),
+and the service over SQLite or PostgreSQL (the API, storage, report and contract tests)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from tests.support.service import PG_ADMIN_URL, FakeInspector, Service, send_key_on_reads
 
+from aoi.api import ServiceSettings, create_app
 from aoi.data.synthetic import make_pair, write_deeppcb_layout
-
-SHARED_DEEPPCB = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "deeppcb" / "PCBData"
+from aoi.storage import Storage, resolve_database_url
+from aoi.storage.keys import create_api_key
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +49,60 @@ def tiny_bundle(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("tiny-train")
     bundle = train(recipe, synthetic_root, out, log=lambda _m: None)
     return bundle.path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A uniquely named database on the local PostgreSQL, dropped after the session."""
+    admin = create_engine(resolve_database_url(".", PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database 'test') is unreachable: {type(exc).__name__}: {exc}")
+    name = f"aoi_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    if backend == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def storage(tmp_path: Path, database_url: str | None) -> Iterator[Storage]:
+    store = Storage.open(tmp_path / "data", database_url)
+    if not store.db.is_sqlite:  # one database per session: empty it for this test
+        with store.db.transaction() as session:
+            tables = "defects, inspections, inspection_failures, products, api_keys, idempotency_keys"
+            session.execute(text(f"TRUNCATE {tables} CASCADE"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def service(storage: Storage, tmp_path: Path, backend: str) -> Iterator[Service]:
+    inspector = FakeInspector()
+    settings = ServiceSettings(data_dir=storage.data_dir, max_upload_bytes=2_000_000, serve_dashboard=False)
+    app = create_app(settings, inspector=inspector, storage=storage)
+    with storage.db.transaction() as session:
+        key = create_api_key(session, label="tester")
+    with TestClient(app) as client:
+        send_key_on_reads(client, key)
+        yield Service(client, storage, inspector, key, storage.data_dir, backend)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from tests.service.conftest import FakeInspector, paint_board
+from tests.support.service import FakeInspector, paint_board
 from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app

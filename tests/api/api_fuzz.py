@@ -1,6 +1,6 @@
 """Fuzz every operation of the service's OpenAPI schema with schemathesis, in process (ASGI, no network).
 
-Shared by tests/service/test_api_fuzz.py (a few examples per operation, in the suite) and
+Shared by tests/api/test_api_fuzz.py (a few examples per operation, in the suite) and
 scripts/fuzz_api.py (10,000+ requests per database). The app runs with the service tests' fake
 inspector, so the time goes to the HTTP, validation and storage paths, not to the engine.
 

@@ -1,8 +1,8 @@
 """A service process fed every bomb, for the memory test: how much memory did refusing them take?
 
-Run as `python tests/service/bomb_probe.py DATA_DIR` from the repository root. It builds the service
+Run as `python tests/api/bomb_probe.py DATA_DIR` from the repository root. It builds the service
 as `aoi serve` does (fake engine, hot folder line), uploads one real board (warm-up), then every bomb
-of tests/engine/image_bombs.py through each HTTP road and into the hot folder, and prints one JSON
+of tests/support/image_bombs.py through each HTTP road and into the hot folder, and prints one JSON
 object: peak RSS before and after, the slowest refusal, and what each road answered. Peak RSS is read
 from `resource.getrusage` (the process's high-water mark), so a decode that ran and was then freed
 still shows.
@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fastapi.testclient import TestClient  # noqa: E402
-from tests.engine.image_bombs import BOMB_WH, BOMBS, SUFFIXES  # noqa: E402
-from tests.service.conftest import FakeInspector, paint_board, png, with_short  # noqa: E402
+from tests.support.image_bombs import BOMB_WH, BOMBS, SUFFIXES  # noqa: E402
+from tests.support.service import FakeInspector, paint_board, png, with_short  # noqa: E402
 
 from aoi.api import ServiceSettings, create_app  # noqa: E402
 from aoi.api.line import INBOX_DIR_NAME, LineOptions, build_line  # noqa: E402

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
-from tests.service.conftest import FakeInspector, paint_board, png, with_short
+from tests.support.service import FakeInspector, paint_board, png, with_short
 from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, paint_board, png, with_short
+from tests.support.service import FakeInspector, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.schema import InspectionResult

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tests.engine.image_bombs import BOMB_WH, BOMBS, png_bomb, tiff_bomb
-from tests.service.conftest import Service, paint_board, png, with_short
+from tests.support.image_bombs import BOMB_WH, BOMBS, png_bomb, tiff_bomb
+from tests.support.service import Service, paint_board, png, with_short
 
 from aoi.data import images
 

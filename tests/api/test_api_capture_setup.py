@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from tests.service.conftest import Service, paint_board, png, with_short
+from tests.support.service import Service, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.detection.candidates import CandidateConfig

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from tests.service.conftest import Service, paint_board, png, with_short
+from tests.support.service import Service, paint_board, png, with_short
 
 from aoi.storage import resolve_database_url
 from aoi.storage.database import Database

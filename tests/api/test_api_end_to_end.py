@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from tests.service.conftest import png
+from tests.support.service import png
 
 from aoi.api import ServiceSettings, create_app
 from aoi.storage import Storage

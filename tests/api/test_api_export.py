@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.service.conftest import FakeInspector, Service, paint_board, with_short
+from tests.support.service import FakeInspector, Service, paint_board, with_short
 
 from aoi.api.line import DatabaseTemplateProvider, MeteredSink
 from aoi.api.metrics import ServiceMetrics

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.service.api_fuzz import FuzzReport, fuzz
-from tests.service.conftest import FakeInspector
+from tests.api.api_fuzz import FuzzReport, fuzz
+from tests.support.service import FakeInspector
 
 from aoi.api import ServiceSettings, create_app
 from aoi.storage import Storage

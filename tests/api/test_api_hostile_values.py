@@ -1,4 +1,4 @@
-"""Values the API fuzzer (tests/service/api_fuzz.py) aims at, checked one by one on SQLite and PostgreSQL:
+"""Values the API fuzzer (tests/api/api_fuzz.py) aims at, checked one by one on SQLite and PostgreSQL:
 integers past the float range in rule and capture JSON, product names that are no safe folder name,
 and two requests racing to register one name in two cases."""
 
@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.service.conftest import Service, paint_board, png
+from tests.support.service import Service, paint_board, png
 
 from aoi.storage.products import ProductRepository
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, Service, paint_board, png, with_short
+from tests.support.service import FakeInspector, Service, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.api.line import LineOptions, build_line

@@ -7,7 +7,7 @@ OFFSETs over 2**63 itself, so a check missing here shows up there as a 500.
 from __future__ import annotations
 
 import pytest
-from tests.service.conftest import Service, paint_board, png, with_short
+from tests.support.service import Service, paint_board, png, with_short
 
 
 @pytest.fixture

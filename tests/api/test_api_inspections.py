@@ -8,8 +8,8 @@ import zlib
 import cv2
 import numpy as np
 from fastapi.testclient import TestClient
-from tests.engine.image_bombs import BOMB_WH, BOMBS
-from tests.service.conftest import Service, paint_board, png, with_short
+from tests.support.image_bombs import BOMB_WH, BOMBS
+from tests.support.service import Service, paint_board, png, with_short
 
 from aoi.detection.overlay import OVERLAY_MARGIN_TOP_PX
 

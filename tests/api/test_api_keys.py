@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from tests.service.conftest import Service, paint_board, png, with_short
+from tests.support.service import Service, paint_board, png, with_short
 from typer.testing import CliRunner
 
 from aoi.cli import app as service_cli

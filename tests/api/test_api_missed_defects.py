@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from tests.service.conftest import Service, paint_board, with_short
+from tests.support.service import Service, paint_board, with_short
 
 from aoi.data.deeppcb import read_deeppcb
 from aoi.schema import DefectType

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, Service, paint_board, png, with_short
+from tests.support.service import FakeInspector, Service, paint_board, png, with_short
 from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.service.conftest import Service, paint_board, png
+from tests.support.service import Service, paint_board, png
 
 
 def _post_product(service: Service, data: dict, template: bytes | None = None, headers: dict | None = None):

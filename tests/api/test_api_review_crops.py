@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from tests.service.conftest import Service, paint_board, with_short
+from tests.support.service import Service, paint_board, with_short
 
 from aoi.api.services import ProductService
 from aoi.detection.overlay import OVERLAY_MARGIN_TOP_PX

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
-from tests.service.conftest import Service
+from tests.support.service import Service
 
 from aoi.api.services import ProductService
 from aoi.schema import Defect, DefectType, InspectionResult, Verdict

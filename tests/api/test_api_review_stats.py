@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.service.conftest import Service, paint_board, with_short
+from tests.support.service import Service, paint_board, with_short
 
 
 def _three_defect_board(service: Service, product_id: str) -> dict:
@@ -24,7 +24,7 @@ def test_review_confirm_false_call_reclassify(service: Service) -> None:
     assert review["status"] == "confirmed" and review["reviewed_by"] == "tester" and review["type"] is None
     assert r.json()["inspection_id"] == body["id"]
     r = post(f"/api/v1/defects/{b}/review", json={"decision": "false_call"}, headers=service.auth)
-    assert r.json()["defect"]["review"]["reviewed_by"] == "tester"  # the key's name (tests/service/test_api_keys.py)
+    assert r.json()["defect"]["review"]["reviewed_by"] == "tester"  # the key's name (tests/api/test_api_keys.py)
     r = post(f"/api/v1/defects/{c}/review", json={"decision": "reclassify", "type": "pinhole"}, headers=service.auth)
     assert r.json()["defect"]["review"] == {
         **r.json()["defect"]["review"],

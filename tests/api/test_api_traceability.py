@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, Service, paint_board, png, send_key_on_reads, with_short
+from tests.support.service import FakeInspector, Service, paint_board, png, send_key_on_reads, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.api.line import INBOX_DIR_NAME, LineOptions, ServiceLine, build_line

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import zxingcpp
-from tests.service.conftest import Service, paint_board, with_short
+from tests.support.service import Service, paint_board, with_short
 
 from aoi.api.routers.products import TRACE_HELP
 

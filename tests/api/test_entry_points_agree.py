@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from tests.service.conftest import png, send_key_on_reads
+from tests.support.service import png, send_key_on_reads
 from typer.testing import CliRunner
 
 from aoi.api import ServiceSettings, create_app

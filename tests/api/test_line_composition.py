@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, paint_board, png, send_key_on_reads, with_short
+from tests.support.service import FakeInspector, paint_board, png, send_key_on_reads, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.api.app import services_of

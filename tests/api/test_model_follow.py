@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, paint_board, png, with_short
+from tests.support.service import FakeInspector, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.api.model_follow import RegistryFollower

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from tests.pipeline.pipeline_fakes import FakeInspector, paint_traces, with_defect
+from tests.support.pipeline_fakes import FakeInspector, paint_traces, with_defect
 
 from aoi.pipeline import (
     CapturedImage,

@@ -28,8 +28,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from tests.pipeline.pipeline_fakes import paint_traces, with_defect
-from tests.service.conftest import postgres_url  # noqa: F401  (the session's PostgreSQL database fixture)
+from tests.support.pipeline_fakes import paint_traces, with_defect
 
 from aoi.pipeline.protocols import ResultSink, UploadExtras
 from aoi.pipeline.sinks import MemorySink

@@ -6,7 +6,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from tests.engine.image_bombs import BOMB_WH, BOMBS, bmp_bomb, jpeg_bomb, png_bomb, tiff_bomb, webp_bomb
+from tests.support.image_bombs import BOMB_WH, BOMBS, bmp_bomb, jpeg_bomb, png_bomb, tiff_bomb, webp_bomb
 
 from aoi.data import images
 from aoi.data.image_header import read_header
@@ -162,7 +162,7 @@ def test_opencv_own_pixel_limit_is_set_before_cv2_loads():
     code = (
         "import aoi, cv2, numpy as np, os, sys\n"
         "sys.path.insert(0, '.')\n"
-        "from tests.engine.image_bombs import bmp_bomb\n"
+        "from tests.support.image_bombs import bmp_bomb\n"
         "data = np.frombuffer(bmp_bomb(17000, 17000), np.uint8)\n"
         "try:\n"
         "    cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)\n"

@@ -1,5 +1,5 @@
 """The engine in worker processes: the same results as in-process, errors carried back by type, a killed
-worker costing only the image it held (the service's use: tests/service/test_engine_processes.py)."""
+worker costing only the image it held (the service's use: tests/api/test_engine_processes.py)."""
 
 from __future__ import annotations
 

@@ -9,13 +9,12 @@ training never used.
 from __future__ import annotations
 
 import pytest
+from tests.support.datasets import SHARED_DEEPPCB
 
 from aoi.data.deeppcb import read_deeppcb
 from aoi.detection.inspector import Inspector
 from aoi.evaluation.metrics import ImageEval, mean_ap, per_class_ap
 from aoi.evaluation.runner import accuracy_report, run_pairs
-
-from .conftest import SHARED_DEEPPCB
 
 # A fixed subset: every 3rd pair of the held-out groups, or every 8th of all when the model saw every group.
 SUBSET_STEP = 3

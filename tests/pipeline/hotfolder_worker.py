@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: tests.support
 
-from pipeline_fakes import FakeInspector, SqliteSink, paint_board  # noqa: E402
+from tests.support.pipeline_fakes import FakeInspector, SqliteSink, paint_board  # noqa: E402
 
 from aoi.pipeline import (  # noqa: E402
     HotFolderSource,

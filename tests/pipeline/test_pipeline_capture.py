@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from pipeline_fakes import FakeInspector, paint_board, with_defect
+from tests.support.pipeline_fakes import FakeInspector, paint_board, with_defect
 
 from aoi.detection.candidates import CandidateConfig
 from aoi.detection.tiling import TiledInspector, TilingConfig, inspect_panel

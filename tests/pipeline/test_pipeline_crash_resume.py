@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pipeline_fakes import paint_board, with_defect
+from tests.support.pipeline_fakes import paint_board, with_defect
 
 WORKER = Path(__file__).parent / "hotfolder_worker.py"
 N_FILES = 200

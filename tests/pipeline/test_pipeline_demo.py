@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pipeline_fakes import FakeInspector, paint_board, with_defect
+from tests.support.pipeline_fakes import FakeInspector, paint_board, with_defect
 
 from aoi.pipeline import DemoSource, LinePipeline, MemorySink
 

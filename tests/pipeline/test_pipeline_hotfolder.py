@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pipeline_fakes import FakeInspector, paint_board, with_defect
-from tests.engine.image_bombs import BOMB_WH, BOMBS, SUFFIXES
+from tests.support.image_bombs import BOMB_WH, BOMBS, SUFFIXES
+from tests.support.pipeline_fakes import FakeInspector, paint_board, with_defect
 
 from aoi.data.images import ImageError
 from aoi.pipeline import (

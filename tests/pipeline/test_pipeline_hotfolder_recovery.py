@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pipeline_fakes import FakeInspector, paint_board, with_defect
+from tests.support.pipeline_fakes import FakeInspector, paint_board, with_defect
 
 from aoi.pipeline import (
     HotFolderSource,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pipeline_fakes import FakeInspector, paint_board, with_defect
+from tests.support.pipeline_fakes import FakeInspector, paint_board, with_defect
 
 from aoi.detection.tiling import TiledInspector, TilingConfig
 from aoi.pipeline import (

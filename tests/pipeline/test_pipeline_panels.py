@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from pipeline_fakes import FakeInspector, with_defect
+from tests.support.pipeline_fakes import FakeInspector, with_defect
 
 from aoi.detection.candidates import CandidateConfig
 from aoi.detection.tiling import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pipeline_fakes import FakeInspector, paint_board
+from tests.support.pipeline_fakes import FakeInspector, paint_board
 
 from aoi.pipeline import LinePipeline, MemorySink, PipelineConfig, QueuePolicy, SourceError, VideoSource
 

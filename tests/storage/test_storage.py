@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import select
-from tests.service.conftest import FakeInspector, paint_board, with_short
+from tests.support.service import FakeInspector, paint_board, with_short
 
 from aoi.api.line import DatabaseTemplateProvider, MeteredSink
 from aoi.api.metrics import ServiceMetrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from tests.service.conftest import Service, paint_board, with_short
+from tests.support.service import Service, paint_board, with_short
 
 
 def _encoded(image: np.ndarray, ext: str) -> bytes:

@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy.exc import OperationalError
-from tests.service.conftest import FakeInspector, Service, paint_board, png, with_short
+from tests.support.service import FakeInspector, Service, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.api.line import DatabaseTemplateProvider

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
-from tests.service.conftest import PG_ADMIN_URL, FakeInspector, paint_board, png, with_short
+from tests.support.service import PG_ADMIN_URL, FakeInspector, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.pipeline.capture import CaptureSettings

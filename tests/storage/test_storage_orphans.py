@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.service.conftest import FakeInspector, paint_board, with_short
+from tests.support.service import FakeInspector, paint_board, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.schema import InspectionResult, Verdict

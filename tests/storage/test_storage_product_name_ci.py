@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
-from tests.service.conftest import PG_ADMIN_URL
+from tests.support.service import PG_ADMIN_URL
 
 from aoi.storage.database import MIGRATIONS_DIR, Database, resolve_database_url
 from aoi.storage.records import utc_now_aware

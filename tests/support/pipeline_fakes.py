@@ -2,7 +2,7 @@
 
 The fake inspector has the engine's surface (`inspect`, `model_version`) and finds exactly the
 rectangles where test and template differ, so tests can predict its defects to the pixel. The
-service tests (tests/service) use the same fake, under their own model version.
+API and storage tests (tests/support/service.py) use the same fake, under their own model version.
 """
 
 from __future__ import annotations

@@ -1,30 +1,26 @@
-"""Fixtures of the service tests: painted boards, a fast fake inspector, and the app over SQLite or PostgreSQL."""
+"""What the API and storage tests share: painted boards, a fast fake inspector and a `Service` handle on the app
+(built by the `service` fixture in tests/conftest.py over SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from tests.pipeline.pipeline_fakes import FakeInspector as SharedFakeInspector
-from tests.pipeline.pipeline_fakes import paint_traces, with_defect
+from sqlalchemy import text
+from tests.support.pipeline_fakes import FakeInspector as SharedFakeInspector
+from tests.support.pipeline_fakes import paint_traces, with_defect
 
-from aoi.api import ServiceSettings, create_app
-from aoi.storage import Storage, resolve_database_url
-from aoi.storage.keys import create_api_key
+from aoi.storage import Storage
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class FakeInspector(SharedFakeInspector):
-    """The shared difference fake (tests/pipeline/pipeline_fakes.py) with the service tests' model version,
+    """The shared difference fake (tests/support/pipeline_fakes.py) with the service tests' model version,
     reporting every stage the real engine times (the API passes them through)."""
 
     def __init__(self) -> None:
@@ -102,60 +98,3 @@ def send_key_on_reads(client: TestClient, token: str) -> None:
             request.headers["Authorization"] = f"Bearer {token}"
 
     client.event_hooks = {"request": [add_key], "response": []}
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A uniquely named database on the local PostgreSQL, dropped after the session."""
-    admin = create_engine(resolve_database_url(".", PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database 'test') is unreachable: {type(exc).__name__}: {exc}")
-    name = f"aoi_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
-    if backend == "sqlite":
-        return None
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def storage(tmp_path: Path, database_url: str | None) -> Iterator[Storage]:
-    store = Storage.open(tmp_path / "data", database_url)
-    if not store.db.is_sqlite:  # one database per session: empty it for this test
-        with store.db.transaction() as session:
-            tables = "defects, inspections, inspection_failures, products, api_keys, idempotency_keys"
-            session.execute(text(f"TRUNCATE {tables} CASCADE"))
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def service(storage: Storage, tmp_path: Path, backend: str) -> Iterator[Service]:
-    inspector = FakeInspector()
-    settings = ServiceSettings(data_dir=storage.data_dir, max_upload_bytes=2_000_000, serve_dashboard=False)
-    app = create_app(settings, inspector=inspector, storage=storage)
-    with storage.db.transaction() as session:
-        key = create_api_key(session, label="tester")
-    with TestClient(app) as client:
-        send_key_on_reads(client, key)
-        yield Service(client, storage, inspector, key, storage.data_dir, backend)
