@@ -70,6 +70,19 @@ def run_floor(root: Path, list_file: Path, workers: int = 2) -> dict[str, float]
     }
 
 
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "deeppcb" / "PCBData"
+SPEED_LIST = Path(__file__).resolve().parents[1] / "recipes" / "deeppcb-speed-500.txt"
+
+
+def floor_beside(root: Path | None, workers: int = 2) -> dict[str, float] | None:
+    """The floor on the 500-pair speed list, for a benchmark to divide its own throughput by, measured in
+    the same run; None (and a note on stderr) when the DeepPCB data is not at `root`."""
+    if root is None or not (root / "group77000").is_dir():
+        print(f"no DeepPCB data at {root}: throughput not reported as a fraction of the floor", file=sys.stderr)
+        return None
+    return run_floor(root, SPEED_LIST, workers)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("root", type=Path, help="DeepPCB-layout root")

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_floor import DEFAULT_ROOT, floor_beside
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 API = "/api/v1"
@@ -379,6 +380,7 @@ def machine() -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    floor_before = floor_beside(args.floor_data) if args.floor_data else None
     data_dir = Path(tempfile.mkdtemp(prefix="aoi-bench-http-"))
     server = ServerProcess(
         data_dir, args.port or free_port(), args.engine, ["--no-hot-folder", *args.server_arg], args.upload_concurrency
@@ -460,6 +462,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "machine": machine(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        floor_after = floor_beside(args.floor_data) if floor_before else None
+        if floor_before and floor_after:  # the floor just before and just after the load, on this machine
+            floor = (floor_before["pairs_per_s"] + floor_after["pairs_per_s"]) / 2
+            result["floor_pairs_per_s"] = [floor_before["pairs_per_s"], floor_after["pairs_per_s"]]
+            result["fraction_of_floor"] = round(float(result["inspections_per_s"]) / floor, 3)  # type: ignore[arg-type]
         result["consistent"] = (
             result["lost"] == 0
             and result["duplicated_ids"] == 0
@@ -510,6 +517,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--server-arg", action="append", default=[], help="extra `aoi serve` argument (repeatable)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory")
+    parser.add_argument(
+        "--floor-data",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help="DeepPCB root for the floor benchmark run before and after (scripts/bench_floor.py); '' to skip",
+    )
     args = parser.parse_args(argv)
     if args.clients < 1 or args.duration <= 0 or args.images < 1:
         parser.error("--clients and --images must be >= 1 and --duration > 0")

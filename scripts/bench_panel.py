@@ -20,8 +20,10 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from bench_floor import DEFAULT_ROOT, floor_beside
 
 from aoi.detection.protocol import InspectorLike
 from aoi.detection.tiling import inspect_panel
@@ -176,13 +178,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inspector", choices=["default", "fake"], default="default")
     parser.add_argument("--bundle", default=None, help="model bundle folder (default: the installed default model)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    parser.add_argument(
+        "--engine-processes",
+        action="store_true",
+        help="tiles inspected in --workers engine processes (what `aoi serve` does), not threads of this one",
+    )
+    parser.add_argument(
+        "--floor-data",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help="DeepPCB root for the floor benchmark run before the panel (scripts/bench_floor.py)",
+    )
     args = parser.parse_args(argv)
+    floor = floor_beside(args.floor_data)
 
     t0 = time.perf_counter()
     case = build_panel(args.size, args.board, args.distinct, args.seed)
     build_s = time.perf_counter() - t0
     if args.inspector == "fake":
         inspector: InspectorLike = DiffInspector()
+    elif args.engine_processes:
+        from aoi.detection.process_inspector import ProcessInspector
+
+        inspector = ProcessInspector.load(args.bundle, processes=args.workers)
     else:
         from aoi.detection.inspector import Inspector
 
@@ -220,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         "model_version": result.model_version,
         "build_s": round(build_s, 2),
         "inspect_panel_s": round(panel_s, 2),
+        "engine": "processes" if args.engine_processes else "threads",
+        # the panel's pixels in DeepPCB boards' worth (640 x 640) per second, against the floor's pairs/s
+        "boards_worth_per_s": round(args.size**2 / 640**2 / panel_s, 1),
+        "floor_pairs_per_s": floor["pairs_per_s"] if floor else None,
+        "fraction_of_floor": round(args.size**2 / 640**2 / panel_s / floor["pairs_per_s"], 3) if floor else None,
         "per_stage_cpu_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
         "panel_defects": len(panel),
         "board_by_board_defects": len(reference),
