@@ -19,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from aoi.models_cli import train_extra
 from aoi.schema import DEFAULT_PX_PER_MM
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Automated optical inspection of PCBs and substrates."
 )
 err = Console(stderr=True, soft_wrap=True)
+
+
 T = TypeVar("T")
 
 
@@ -148,13 +151,10 @@ def train(
 
     from aoi.schema import InspectionInputError
 
-    try:
+    with train_extra("training"):
         from aoi.training.recipe import TrainRecipe
         from aoi.training.trainer import OperatingPoint
         from aoi.training.trainer import train as run_training
-    except ImportError as exc:
-        err.print(f"[red]training needs the 'train' extra (pip install 'aoi[train]'): {exc}")
-        raise typer.Exit(2) from exc
     try:
         r = TrainRecipe.load(recipe)
         if fmt:
@@ -217,12 +217,9 @@ def cv(
     Resumable per fold. Last line: JSON with the per-group table and the operating point the folds choose."""
     from aoi.schema import InspectionInputError
 
-    try:
+    with train_extra("cross-validation"):
         from aoi.training.cv import cross_validate
         from aoi.training.recipe import TrainRecipe
-    except ImportError as exc:
-        err.print(f"[red]cross-validation needs the 'train' extra (pip install 'aoi[train]'): {exc}")
-        raise typer.Exit(2) from exc
     try:
         r = TrainRecipe.load(recipe)
         wanted = tuple(g for g in (only or "").split(",") if g)

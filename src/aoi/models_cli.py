@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,18 @@ from aoi.data.annotations import AnnotatedPair
 from aoi.detection.model_registry import ModelRegistry, RegistryError
 
 err = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def train_extra(needed_by: str) -> Iterator[None]:
+    """Imports from the 'train' extra (torch): without it, say what needs it and exit with status 2."""
+    try:
+        yield
+    except ImportError as exc:
+        err.print(f"[red]{needed_by} needs the 'train' extra (pip install 'aoi[train]'): {exc}")
+        raise typer.Exit(2) from exc
+
+
 SERVED_WHEN = "a running `aoi serve` without --model serves it within seconds; otherwise at its next start"
 
 DataDirOption = Annotated[
@@ -51,13 +64,10 @@ def retrain(
     from aoi.schema import InspectionInputError
     from aoi.storage import Storage
 
-    try:
+    with train_extra("training"):
         from aoi.training.data import load_dataset
         from aoi.training.finetune import FineTuneSettings
         from aoi.training.retrain import retrain_from_reviews
-    except ImportError as exc:
-        err.print(f"[red]training needs the 'train' extra (pip install 'aoi[train]'): {exc}")
-        raise typer.Exit(2) from exc
     if not reviews.is_dir():
         err.print(f"[red]error:[/red] data folder {reviews} not found")
         raise typer.Exit(2)
@@ -194,12 +204,9 @@ def models_quantize(
     from aoi.detection.bundle import ModelBundle
     from aoi.schema import InspectionInputError
 
-    try:
+    with train_extra("quantising"):
         from aoi.training.model_card import write_model_card
         from aoi.training.quantize import crops_of_pairs, quantize_bundle
-    except ImportError as exc:
-        err.print(f"[red]quantising needs the 'train' extra (pip install 'aoi[train]'): {exc}")
-        raise typer.Exit(2) from exc
     try:
         loaded = ModelBundle.load(bundle)
         listed = read_deeppcb(dataset, list_file)

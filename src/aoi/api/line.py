@@ -26,7 +26,6 @@ from aoi.pipeline import (
     LinePipeline,
     PipelineConfig,
     ProductRecipe,
-    ProductRef,
     TemplateOrigin,
     UnknownProductError,
     UploadExtras,
@@ -75,15 +74,7 @@ class DatabaseTemplateProvider:
             found = ProductRepository(session).get(product)
         if found is None:
             raise UnknownProductError(f"unknown product {product!r}; register it with POST /api/v1/products")
-        template = self.storage.images.load_template(found.template_path)
-        return ProductRecipe(
-            template=template,
-            px_per_mm=found.px_per_mm,
-            rules=found.rules,
-            capture=found.capture,
-            trace=found.trace,
-            product=ProductRef(found.id, found.name),
-        )
+        return self.storage.recipe(found)
 
 
 class MeteredSink:
@@ -104,7 +95,7 @@ class MeteredSink:
     ) -> str | StoredInspection:
         started = time.perf_counter()
         stored = self.sink.store(result, test_image, template, source_key, upload=upload)
-        source = upload.source if upload is not None else source_key.partition(":")[0] or "pipeline"
+        source = self.sink.source_of(source_key, upload)
         total_ms = float(result.timings_ms.get("total", 0.0))
         self.metrics.observe_inspection(result.verdict.value, source, total_ms / 1000.0 + time.perf_counter() - started)
         return stored

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future, wait
+from concurrent.futures import wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -27,7 +27,7 @@ from aoi.api.upload_line import InspectionPending, LineNotRunning, UploadLine
 from aoi.data.image_header import KNOWN_FORMATS
 from aoi.data.images import ImageError, UnknownImageFormat, decode_image
 from aoi.detection.tiling import TiledInspector
-from aoi.pipeline import PipelineBusy, PipelineStopped, ProductRecipe, ProductRef, UploadExtras, UploadReceipt
+from aoi.pipeline import LinePipeline, PipelineBusy, PipelineStopped, ProductRecipe, UploadExtras, UploadReceipt
 from aoi.pipeline.capture import CaptureSettings
 from aoi.pipeline.trace import TraceSettings
 from aoi.schema import DefectType, InspectionInputError, InspectionResult, SchemaError, Trace, Verdict, check_trace_id
@@ -226,22 +226,6 @@ def parse_capture(capture_json: str | None) -> CaptureSettings | None:
     return None if capture.is_empty else capture
 
 
-class UploadLinePath(Protocol):
-    """What an upload is handed to: the running line's `LinePipeline.submit`."""
-
-    def submit(
-        self,
-        image: np.ndarray,
-        *,
-        template: np.ndarray | None = None,
-        product: str | None = None,
-        source_key: str | None = None,
-        image_id: str | None = None,
-        timeout_s: float = 10.0,
-        upload: UploadExtras | None = None,
-    ) -> Future[UploadReceipt]: ...
-
-
 class InspectionService:
     """Uploads: decoded and checked in the request, then inspected and stored by the line (one path, one
     CPU budget: the line's inspect workers), the request waiting on the answer. `inspector` is the
@@ -261,7 +245,7 @@ class InspectionService:
         self.settings = settings
         self.metrics = metrics
         self.products = products
-        self.line: UploadLinePath | None = None  # set by `aoi.api.line.build_line`
+        self.line: LinePipeline | None = None  # set by `aoi.api.line.build_line`
         self.uploads = UploadLine(settings.upload_concurrency, settings.upload_queue_depth, settings.upload_wait_s)
         metrics.add_gauge(
             "upload_slots",
@@ -270,7 +254,7 @@ class InspectionService:
             self.uploads.counts,
         )
 
-    def attach_line(self, line: UploadLinePath | None, workers: int = 1) -> None:
+    def attach_line(self, line: LinePipeline | None, workers: int = 1) -> None:
         """The line uploads are handed to (None: none; uploads are then answered 503)."""
         self.line = line
         self.uploads.workers = workers
@@ -331,15 +315,8 @@ class InspectionService:
         recipe: ProductRecipe | None = None
         uploaded_template: np.ndarray | None = None
         if product is not None:
-            template_image = self.storage.images.load_template(product.template_path)
-            recipe = ProductRecipe(
-                template=template_image,
-                px_per_mm=product.px_per_mm,
-                rules=product.rules,
-                capture=product.capture,
-                trace=product.trace,
-                product=ProductRef(product.id, product.name),
-            )
+            recipe = self.storage.recipe(product)
+            template_image = recipe.template
         else:
             if template is None:  # narrowed by the caller; kept for the type checker
                 raise ApiError(422, "missing_template", "a 'template' file is required without a product")

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aoi.pipeline.protocols import ProductRecipe
+from aoi.pipeline.template_origin import ProductRef
 from aoi.storage.database import Database, resolve_database_url
 from aoi.storage.images import ImageStore
 from aoi.storage.orphans import OrphanSweep, StoreLock, sweep_orphans
 from aoi.storage.recorder import DatabaseSink, InspectionRecorder
+from aoi.storage.records import Product
 
 IMAGES_DIR_NAME = "images"
 
@@ -42,6 +45,17 @@ class Storage:
 
     def sink(self, source: str = "pipeline") -> DatabaseSink:
         return DatabaseSink(self.recorder, source)
+
+    def recipe(self, product: Product) -> ProductRecipe:
+        """What the line inspects a board of `product` with: its recipe, the template read from the image store."""
+        return ProductRecipe(
+            template=self.images.load_template(product.template_path),
+            px_per_mm=product.px_per_mm,
+            rules=product.rules,
+            capture=product.capture,
+            trace=product.trace,
+            product=ProductRef(product.id, product.name),
+        )
 
     def sweep_orphans(self) -> OrphanSweep:
         """Remove image files no row refers to (left by a process killed mid-store); call at start."""

@@ -208,7 +208,7 @@ class DatabaseSink:
                 test_image,
                 product=upload.product,
                 template_image=template.image if isinstance(template, InlineTemplate) else None,
-                source=upload.source,
+                source=self.source_of(source_key, upload),
                 test_received=upload.test_received,
                 claim=upload.claim,
             )
@@ -224,7 +224,7 @@ class DatabaseSink:
             test_image,
             product=self._product(template.product),
             template_image=template_image,
-            source=_source_of(source_key, self.source),
+            source=self.source_of(source_key),
             source_key=source_key,
             template_from_product=isinstance(template, ProductTemplate),
         )
@@ -232,6 +232,14 @@ class DatabaseSink:
 
     def already_done(self, source_key: str) -> bool:
         return self.recorder.already_done(source_key)
+
+    def source_of(self, source_key: str, upload: UploadExtras | None = None) -> str:
+        """The source a board is stored (and counted) under: an upload's own; else the kind its key names
+        before the colon (`hotfolder:...`, `video:...`, `demo:...`); else this sink's."""
+        if upload is not None:
+            return upload.source
+        head, sep, _ = source_key.partition(":")
+        return head[:32] if sep and head.isidentifier() else self.source
 
     def store_failure(self, failure: InspectionFailure, source_key: str) -> str | None:
         return self.recorder.record_failure(failure, source_key)
@@ -251,10 +259,3 @@ def _read_template_file(path: Path) -> np.ndarray | None:
     except ImageError as exc:
         log.warning("template %s could not be read for storage: %s", path, exc)
         return None
-
-
-def _source_of(source_key: str, default: str) -> str:
-    """Source keys name their source before the colon: `hotfolder:...`, `video:...` (a camera or a
-    video file), `demo:...`."""
-    head, sep, _ = source_key.partition(":")
-    return head[:32] if sep and head.isidentifier() else default

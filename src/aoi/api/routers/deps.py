@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Header, Request, Response, UploadFile
 
@@ -12,6 +13,9 @@ from aoi.api.metrics import ServiceMetrics
 from aoi.api.services import InspectionService, ProductService, Upload
 from aoi.api.settings import ServiceSettings
 from aoi.storage import Storage
+from aoi.storage.idempotency import IdempotencyClaim
+
+T = TypeVar("T")
 
 
 class Line(Protocol):
@@ -60,3 +64,23 @@ def mark_replay(response: Response, replayed: bool) -> None:
     if replayed:
         response.status_code = 200
         response.headers[idempotency.REPLAYED_HEADER] = "true"
+
+
+def create_once(
+    response: Response,
+    storage: Storage,
+    *,
+    key: str | None,
+    owner: str,
+    endpoint: str,
+    fields: dict[str, str | float | bytes | None],
+    resource: str,
+    write: Callable[[IdempotencyClaim | None], T],
+    load: Callable[[str], T],
+) -> T:
+    """What a creating request made, once per `Idempotency-Key` (`key`: the header as sent, None without it)
+    and request (`endpoint` and its parsed `fields`): a retry gets what the first made, answered 200."""
+    claim = idempotency.claim_for(idempotency.parse_key(key), owner, endpoint, fields)
+    created, replayed = idempotency.run_once(storage, claim, resource, write, load)
+    mark_replay(response, replayed)
+    return created

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from aoi.api import idempotency, validation
+from aoi.api import validation
 from aoi.api.auth import READ_RESPONSES, WriteKey, require_read_key, require_scope
 from aoi.api.errors import ApiError
 from aoi.api.models import (
@@ -19,7 +19,7 @@ from aoi.api.models import (
     inspection_out,
 )
 from aoi.api.overlay import overlay_png
-from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
+from aoi.api.routers.deps import IdempotencyKeyHeader, Services, create_once, read_upload, services
 from aoi.api.services import AddedDefect, trace_fields
 from aoi.detection.overlay import OVERLAY_MARGIN_TOP_PX
 from aoi.schema import Verdict
@@ -78,17 +78,19 @@ def create_inspection(
         "image_id": image_id,
         **{name: value for name, value in trace.to_dict().items() if value is not None},  # none: as before 0008
     }
-    claim = idempotency.claim_for(idempotency.parse_key(idempotency_key), key.owner, "POST /inspections", fields)
-    stored, replayed = idempotency.run_once(
+    stored = create_once(
+        response,
         svc.storage,
-        claim,
-        "inspection",
-        lambda c: svc.inspections.inspect_upload(
+        key=idempotency_key,
+        owner=key.owner,
+        endpoint="POST /inspections",
+        fields=fields,
+        resource="inspection",
+        write=lambda c: svc.inspections.inspect_upload(
             upload, product, template_upload, px_per_mm=px_per_mm, image_id=image_id, claim=c, trace=trace
         ),
-        svc.inspections.get,
+        load=svc.inspections.get,
     )
-    mark_replay(response, replayed)
     return inspection_out(stored)
 
 
@@ -222,17 +224,17 @@ def add_missed_defect(
         "type": body.type,
         "box_px": ",".join(repr(float(v)) for v in body.box_px),
     }
-    claim = idempotency.claim_for(
-        idempotency.parse_key(idempotency_key), key.owner, "POST /inspections/{id}/defects", fields
-    )
-    added, replayed = idempotency.run_once(
+    added = create_once(
+        response,
         svc.storage,
-        claim,
-        "defect",
-        lambda c: svc.inspections.add_missed_defect(inspection_id, body.type, body.box_px, key.label, c),
-        svc.inspections.added_defect,
+        key=idempotency_key,
+        owner=key.owner,
+        endpoint="POST /inspections/{id}/defects",
+        fields=fields,
+        resource="defect",
+        write=lambda c: svc.inspections.add_missed_defect(inspection_id, body.type, body.box_px, key.label, c),
+        load=svc.inspections.added_defect,
     )
-    mark_replay(response, replayed)
     return _added_out(added)
 
 

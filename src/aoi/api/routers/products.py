@@ -4,10 +4,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
 
-from aoi.api import idempotency
 from aoi.api.auth import READ_RESPONSES, WriteKey, require_read_key, require_scope
 from aoi.api.models import ProductList, ProductOut, product_out
-from aoi.api.routers.deps import IdempotencyKeyHeader, Services, mark_replay, read_upload, services
+from aoi.api.routers.deps import IdempotencyKeyHeader, Services, create_once, read_upload, services
 from aoi.storage.keys import Scope
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -60,15 +59,19 @@ def create_product(
         "capture": capture,
         **({"trace": trace} if trace is not None else {}),  # absent: the fingerprint of requests before it
     }
-    claim = idempotency.claim_for(idempotency.parse_key(idempotency_key), key.owner, "POST /products", fields)
-    product, replayed = idempotency.run_once(
+    product = create_once(
+        response,
         svc.storage,
-        claim,
-        "product",
-        lambda c: svc.products.create(name, px_per_mm, rules, upload, claim=c, capture_json=capture, trace_json=trace),
-        svc.products.get,
+        key=idempotency_key,
+        owner=key.owner,
+        endpoint="POST /products",
+        fields=fields,
+        resource="product",
+        write=lambda c: svc.products.create(
+            name, px_per_mm, rules, upload, claim=c, capture_json=capture, trace_json=trace
+        ),
+        load=svc.products.get,
     )
-    mark_replay(response, replayed)
     return product_out(product)
 
 
