@@ -3,19 +3,19 @@ and the service over SQLite or PostgreSQL (the API, storage, report and contract
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from tests.support.service import PG_ADMIN_URL, FakeInspector, Service, send_key_on_reads
+from sqlalchemy import text
+from tests.support.databases import scratch_postgres
+from tests.support.service import FakeInspector, Service, send_key_on_reads
 
 from aoi.api import ServiceSettings, create_app
 from aoi.data.synthetic import make_pair, write_deeppcb_layout
-from aoi.storage import Storage, resolve_database_url
+from aoi.storage import Storage
 from aoi.storage.keys import create_api_key
 
 
@@ -54,22 +54,8 @@ def tiny_bundle(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A uniquely named database on the local PostgreSQL, dropped after the session."""
-    admin = create_engine(resolve_database_url(".", PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database 'test') is unreachable: {type(exc).__name__}: {exc}")
-    name = f"aoi_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres("aoi_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -9,13 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect, text
-from tests.support.service import PG_ADMIN_URL, FakeInspector, paint_board, png, with_short
+from sqlalchemy import inspect, text
+from tests.support.databases import current_revision, migrate, scratch_postgres
+from tests.support.service import FakeInspector, paint_board, png, with_short
 
 from aoi.api import ServiceSettings, create_app
 from aoi.pipeline.capture import CaptureSettings
@@ -48,35 +47,8 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield resolve_database_url(tmp_path)
         return
-    admin = create_engine(resolve_database_url(".", PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {type(exc).__name__}: {exc}")
-    name = f"aoi_migrate_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield resolve_database_url(".", f"postgresql://postgres@127.0.0.1:5432/{name}")
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _migrate(db: Database, revision: str, down: bool = False) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-
-def _revision(db: Database) -> str | None:
-    with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    with scratch_postgres("aoi_migrate") as url:
+        yield resolve_database_url(".", url)
 
 
 def _head() -> str | None:
@@ -144,7 +116,7 @@ def _add_old_key(db: Database, label: str) -> str:
 def test_upgrade_to_idempotency_keys_keeps_the_data(empty_database_url: str, tmp_path: Path) -> None:
     db = Database(empty_database_url)
     try:
-        _migrate(db, "0001")
+        migrate(db, "0001")
         images = ImageStore(tmp_path / "images")
         recorder = InspectionRecorder(db, images)
         _add_old_key(db, "line 1")
@@ -154,7 +126,7 @@ def test_upgrade_to_idempotency_keys_keeps_the_data(empty_database_url: str, tmp
 
         db.migrate()  # what `aoi serve` does at start: 0001 -> head
 
-        assert _revision(db) == _head()
+        assert current_revision(db) == _head()
         with db.engine.connect() as conn:
             counts = {
                 t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
@@ -178,8 +150,8 @@ def test_upgrade_to_idempotency_keys_keeps_the_data(empty_database_url: str, tmp
             found = find_claim(session, "api-key-1", "k-1")
         assert found is not None and found.resource_id == stored_id
 
-        _migrate(db, "0001", down=True)  # and back: the old schema, the old data
-        assert _revision(db) == "0001"
+        migrate(db, "0001", down=True)  # and back: the old schema, the old data
+        assert current_revision(db) == "0001"
         assert "idempotency_keys" not in inspect(db.engine).get_table_names()
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM inspections")).scalar_one() == 1
@@ -206,17 +178,17 @@ def test_upgrade_to_product_capture_keeps_the_products(empty_database_url: str, 
     bundle's settings, what it was inspected with), keeps its rules and inspections, and takes one."""
     db = Database(empty_database_url)
     try:
-        _migrate(db, "0002")
+        migrate(db, "0002")
         images = ImageStore(tmp_path / "images")
         product = _add_old_product(db, images)
         stored_id = _add_old_inspection(db, images, "hotfolder:b1.png:1", product_id=product.id)
 
-        _migrate(db, "0003")
+        migrate(db, "0003")
 
-        assert _revision(db) == "0003"
+        assert current_revision(db) == "0003"
         with db.engine.connect() as conn:  # SQL NULL, not a JSON null: "no setup" is one value
             assert conn.execute(text("SELECT COUNT(*) FROM products WHERE capture IS NULL")).scalar_one() == 1
-        _migrate(db, "head")  # the ORM rows of today have the columns of every later revision too
+        migrate(db, "head")  # the ORM rows of today have the columns of every later revision too
         with db.session() as session:
             again = ProductRepository(session).get("board-a")
             inspection = InspectionRepository(session).get(stored_id)
@@ -233,8 +205,8 @@ def test_upgrade_to_product_capture_keeps_the_products(empty_database_url: str, 
         assert taken is not None and taken.capture is not None
         assert taken.capture.to_dict() == FINE_PITCH_CAPTURE
 
-        _migrate(db, "0002", down=True)  # and back: the column goes, the products and inspections stay
-        assert _revision(db) == "0002"
+        migrate(db, "0002", down=True)  # and back: the column goes, the products and inspections stay
+        assert current_revision(db) == "0002"
         assert "capture" not in {c["name"] for c in inspect(db.engine).get_columns("products")}
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM products")).scalar_one() == 1
@@ -248,18 +220,18 @@ def test_upgrade_to_key_scopes_keeps_old_keys_working(empty_database_url: str, t
     and still writes through the API; a revoked one stays revoked; keys stored after say their scopes."""
     db = Database(empty_database_url)
     try:
-        _migrate(db, "0003")
+        migrate(db, "0003")
         old = _add_old_key(db, "line 1")
         gone = _add_old_key(db, "line 2")
         with db.engine.begin() as conn:
             conn.execute(text("UPDATE api_keys SET revoked_at = :now WHERE label = 'line 2'"), {"now": utc_now_aware()})
 
-        _migrate(db, "0004")
+        migrate(db, "0004")
 
-        assert _revision(db) == "0004"
+        assert current_revision(db) == "0004"
         scopes_column = next(c for c in inspect(db.engine).get_columns("api_keys") if c["name"] == "scopes")
         assert scopes_column["nullable"] is False and scopes_column["default"] is None  # filled the old rows only
-        _migrate(db, "head")  # the ORM rows of today have the columns of every later revision too
+        migrate(db, "head")  # the ORM rows of today have the columns of every later revision too
         with db.session() as session:
             row = find_api_key(session, old)
             assert row is not None and row.label == "line 1" and row_scopes(row) == ALL_SCOPES
@@ -270,7 +242,7 @@ def test_upgrade_to_key_scopes_keeps_old_keys_working(empty_database_url: str, t
             row = find_api_key(session, new)
             assert row is not None and row_scopes(row) == {Scope.INSPECT}
 
-        _migrate(db, "0003", down=True)  # and back: the column goes, the keys stay
+        migrate(db, "0003", down=True)  # and back: the column goes, the keys stay
         assert "scopes" not in {c["name"] for c in inspect(db.engine).get_columns("api_keys")}
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM api_keys")).scalar_one() == 3
@@ -282,7 +254,7 @@ def test_an_old_key_writes_through_the_api_after_the_upgrade(empty_database_url:
     """What an operator sees: a key made before scopes still registers products (admin) and inspects."""
     db = Database(empty_database_url)
     try:
-        _migrate(db, "0003")
+        migrate(db, "0003")
         token = _add_old_key(db, "line 1")
     finally:
         db.dispose()
@@ -337,12 +309,12 @@ def test_upgrade_to_key_expiry_keeps_old_keys_never_expiring(empty_database_url:
     keys stored after may, and are refused once their time has passed."""
     db = Database(empty_database_url)
     try:
-        _migrate(db, "0004")
+        migrate(db, "0004")
         old = _add_key_at_0004(db, "line 1", "read,inspect")
 
-        _migrate(db, "0005")
+        migrate(db, "0005")
 
-        assert _revision(db) == "0005"
+        assert current_revision(db) == "0005"
         column = next(c for c in inspect(db.engine).get_columns("api_keys") if c["name"] == "expires_at")
         assert column["nullable"] is True
         with db.session() as session:
@@ -358,7 +330,7 @@ def test_upgrade_to_key_expiry_keeps_old_keys_never_expiring(empty_database_url:
             assert find_api_key(session, past) is None
             assert look_up_api_key(session, past)[0] is KeyState.EXPIRED
 
-        _migrate(db, "0004", down=True)  # and back: the column goes, the keys stay
+        migrate(db, "0004", down=True)  # and back: the column goes, the keys stay
         assert "expires_at" not in {c["name"] for c in inspect(db.engine).get_columns("api_keys")}
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM api_keys")).scalar_one() == 3
@@ -371,7 +343,7 @@ def test_a_0004_key_reads_through_the_api_after_the_upgrade(empty_database_url: 
     scope reads (it never expires); one made before without it is told it lacks the scope."""
     db = Database(empty_database_url)
     try:
-        _migrate(db, "0004")
+        migrate(db, "0004")
         reader = _add_key_at_0004(db, "screen", "read")
         station = _add_key_at_0004(db, "station", "inspect")
     finally:
@@ -413,7 +385,7 @@ def test_upgrade_to_traceability_keeps_the_inspections(empty_database_url: str, 
     db = Database(empty_database_url)
     try:
         before = _revision_before("0008")
-        _migrate(db, before)
+        migrate(db, before)
         images = ImageStore(tmp_path / "images")
         product = _add_old_product(db, images)
         old_id = _add_old_inspection(db, images, "hotfolder:b1.png:1", product_id=product.id)
@@ -423,9 +395,9 @@ def test_upgrade_to_traceability_keeps_the_inspections(empty_database_url: str, 
                 {"now": utc_now_aware()},
             )
 
-        _migrate(db, "0008")
+        migrate(db, "0008")
 
-        assert _revision(db) == "0008"
+        assert current_revision(db) == "0008"
         columns = {c["name"]: c for c in inspect(db.engine).get_columns("inspections")}
         assert all(columns[name]["nullable"] for name in ("lot", "panel_id", "line"))
         assert {"ix_inspections_lot", "ix_inspections_panel_id", "ix_inspections_line"} <= _index_names(
@@ -434,7 +406,7 @@ def test_upgrade_to_traceability_keeps_the_inspections(empty_database_url: str, 
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM inspections WHERE lot IS NULL")).scalar_one() == 1
             assert conn.execute(text("SELECT COUNT(*) FROM products WHERE trace IS NULL")).scalar_one() == 1
-        _migrate(db, "head")  # the ORM rows of today
+        migrate(db, "head")  # the ORM rows of today
         with db.session() as session:
             old = InspectionRepository(session).get(old_id)
             taken = ProductRepository(session).get("board-a")
@@ -460,7 +432,7 @@ def test_upgrade_to_traceability_keeps_the_inspections(empty_database_url: str, 
             assert repo.page(InspectionFilter(panel_id="P0042", line="SMT-1"), 10, 0)[1] == 1
             assert repo.page(InspectionFilter(lot="L8"), 10, 0)[1] == 0
 
-        _migrate(db, before, down=True)  # and back: the columns go, the inspections stay
+        migrate(db, before, down=True)  # and back: the columns go, the inspections stay
         assert not {"lot", "panel_id", "line"} & {c["name"] for c in inspect(db.engine).get_columns("inspections")}
         assert "trace" not in {c["name"] for c in inspect(db.engine).get_columns("products")}
         with db.engine.connect() as conn:
@@ -477,14 +449,14 @@ def test_upgrade_to_review_leases_keeps_the_defects_and_leases_go_with_them(
     can be leased; a lease goes with its defect; and back down, the table goes and the defects stay."""
     db = Database(empty_database_url)
     try:
-        _migrate(db, _revision_before("0007"))
+        migrate(db, _revision_before("0007"))
         images = ImageStore(tmp_path / "images")
         old_id = _add_old_inspection(db, images, "hotfolder:b1.png:1")
         kept_id = _add_old_inspection(db, images, "hotfolder:b2.png:1")
 
-        _migrate(db, "0007")
+        migrate(db, "0007")
 
-        assert _revision(db) == "0007"
+        assert current_revision(db) == "0007"
         assert {"ix_review_leases_holder", "ix_review_leases_expires_at"} <= _index_names(db, "review_leases")
         with db.engine.begin() as conn:
             of_old = text("SELECT id FROM defects WHERE inspection_id = :i")
@@ -496,14 +468,14 @@ def test_upgrade_to_review_leases_keeps_the_defects_and_leases_go_with_them(
                 ),
                 {"d": defect_id, "now": utc_now_aware()},
             )
-        _migrate(db, "head")
+        migrate(db, "head")
         with db.transaction() as session:  # what the dashboard's badge and Stats count
             assert count_pending(session) == 2
             session.execute(InspectionRow.__table__.delete().where(InspectionRow.id == old_id))
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM review_leases")).scalar_one() == 0  # gone with it
 
-        _migrate(db, "0006", down=True)
+        migrate(db, "0006", down=True)
         assert "review_leases" not in inspect(db.engine).get_table_names()
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT inspection_id FROM defects")).scalars().all() == [kept_id]
@@ -517,7 +489,7 @@ def test_upgrade_to_operator_defects_keeps_the_defects_as_the_engines(empty_data
     defect is stored with 'operator' and fails the board; and back down, the column goes and every defect stays."""
     db = Database(empty_database_url)
     try:
-        _migrate(db, _revision_before("0009"))
+        migrate(db, _revision_before("0009"))
         images = ImageStore(tmp_path / "images")
         product = _add_old_product(db, images)
         old_id = _add_old_inspection(db, images, "hotfolder:b1.png:1", product_id=product.id)
@@ -528,15 +500,15 @@ def test_upgrade_to_operator_defects_keeps_the_defects_as_the_engines(empty_data
             )
             conn.execute(text("UPDATE inspections SET verdict = 'pass'"))  # as if the rules tolerated the short
 
-        _migrate(db, "0009")
+        migrate(db, "0009")
 
-        assert _revision(db) == "0009"
+        assert current_revision(db) == "0009"
         column = next(c for c in inspect(db.engine).get_columns("defects") if c["name"] == "origin")
         assert column["nullable"] is False and "engine" in str(column["default"])
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT origin FROM defects")).scalars().all() == ["engine"]
         second_id = _add_old_inspection(db, images, "hotfolder:b2.png:1")  # an INSERT that does not name origin
-        _migrate(db, "head")
+        migrate(db, "head")
         with db.transaction() as session:
             added = InspectionRepository(session).add_missed_defect(old_id, DefectType.OPEN, (10, 10, 30, 20), "lee")
         with db.session() as session:
@@ -555,7 +527,7 @@ def test_upgrade_to_operator_defects_keeps_the_defects_as_the_engines(empty_data
         with db.session() as session:
             assert count_pending(session) == 1  # the second board's short; the added defect is decided
 
-        _migrate(db, "0008", down=True)  # and back: the column goes, the defects stay
+        migrate(db, "0008", down=True)  # and back: the column goes, the defects stay
         assert "origin" not in {c["name"] for c in inspect(db.engine).get_columns("defects")}
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM defects")).scalar_one() == 3

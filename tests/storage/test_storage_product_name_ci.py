@@ -8,14 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from tests.support.service import PG_ADMIN_URL
+from tests.support.databases import current_revision, migrate, scratch_postgres
 
-from aoi.storage.database import MIGRATIONS_DIR, Database, resolve_database_url
+from aoi.storage.database import Database, resolve_database_url
 from aoi.storage.records import utc_now_aware
 
 INDEX = "uq_products_name_lower"
@@ -29,37 +26,12 @@ def database(backend: str, tmp_path: Path) -> Iterator[Database]:
         yield db
         db.dispose()
         return
-    admin = create_engine(resolve_database_url(".", PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {type(exc).__name__}: {exc}")
-    name = f"aoi_ci_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(resolve_database_url(".", f"postgresql://postgres@127.0.0.1:5432/{name}"))
-    try:
-        yield db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _migrate(db: Database, revision: str, down: bool = False) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-
-def _revision(db: Database) -> str | None:
-    with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    with scratch_postgres("aoi_ci") as url:
+        db = Database(resolve_database_url(".", url))
+        try:
+            yield db
+        finally:
+            db.dispose()
 
 
 def _add_product(db: Database, name: str) -> str:
@@ -93,14 +65,14 @@ def _has_index(db: Database) -> bool:
 
 
 def test_upgrade_keeps_the_products_and_then_refuses_a_case_duplicate(database: Database) -> None:
-    _migrate(database, "0005")
+    migrate(database, "0005")
     _add_product(database, "DeepPCB")
     _add_product(database, "board-a")
     assert not _has_index(database)
 
-    _migrate(database, "0006")
+    migrate(database, "0006")
 
-    assert _revision(database) == "0006" and _has_index(database)
+    assert current_revision(database) == "0006" and _has_index(database)
     assert _names(database) == ["DeepPCB", "board-a"]
     for clash in ("deeppcb", "DEEPPCB", "Board-A"):  # the database itself refuses, whoever inserts
         with pytest.raises(IntegrityError):
@@ -108,7 +80,7 @@ def test_upgrade_keeps_the_products_and_then_refuses_a_case_duplicate(database: 
     _add_product(database, "deeppcb-2")
     assert _names(database) == ["DeepPCB", "board-a", "deeppcb-2"]
 
-    _migrate(database, "0005", down=True)  # and back: the index goes, the rows stay
+    migrate(database, "0005", down=True)  # and back: the index goes, the rows stay
     assert not _has_index(database)
     _add_product(database, "deeppcb")
     assert len(_names(database)) == 4
@@ -116,31 +88,31 @@ def test_upgrade_keeps_the_products_and_then_refuses_a_case_duplicate(database: 
 
 def test_upgrade_over_case_duplicates_stops_naming_them_and_changes_nothing(database: Database) -> None:
     """Names are what lines and people refer to: the migration does not rename; it says which to rename."""
-    _migrate(database, "0005")
+    migrate(database, "0005")
     first = _add_product(database, "DeepPCB")
     second = _add_product(database, "deeppcb")
     _add_product(database, "board-a")
 
     with pytest.raises(RuntimeError) as stopped:
-        _migrate(database, "0006")
+        migrate(database, "0006")
 
     message = str(stopped.value)
     assert "differ only in case" in message
     assert f"'DeepPCB' (id {first})" in message and f"'deeppcb' (id {second})" in message
     assert "board-a" not in message and "nothing was changed" in message
-    assert _revision(database) == "0005" and not _has_index(database)
+    assert current_revision(database) == "0005" and not _has_index(database)
     assert _names(database) == ["DeepPCB", "board-a", "deeppcb"]
 
     with database.engine.begin() as conn:  # what the message tells the operator to do
         conn.execute(text("UPDATE products SET name = 'deeppcb-2' WHERE id = :id"), {"id": second})
-    _migrate(database, "0006")
-    assert _revision(database) == "0006" and _has_index(database)
+    migrate(database, "0006")
+    assert current_revision(database) == "0006" and _has_index(database)
 
 
 def test_a_product_is_found_by_its_id_or_by_its_name_in_any_case(database: Database) -> None:
     from aoi.storage.products import ProductRepository
 
-    _migrate(database, "head")
+    migrate(database, "head")
     board = _add_product(database, "Board-A")
     _add_product(database, "board-b")
     with database.session() as session:

@@ -16,8 +16,6 @@ from tests.support.pipeline_fakes import paint_traces, with_defect
 
 from aoi.storage import Storage
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 class FakeInspector(SharedFakeInspector):
     """The shared difference fake (tests/support/pipeline_fakes.py) with the service tests' model version,
