@@ -108,6 +108,15 @@ def serve(
             " (the line still stores it: a retry with the same Idempotency-Key gets the result).",
         ),
     ] = DEFAULT_UPLOAD_RESULT_TIMEOUT_S,
+    upload_latency_budget_ms: Annotated[
+        float,
+        typer.Option(
+            "--upload-latency-budget-ms",
+            min=0,
+            help="With every inspect worker busy, admit an upload only while those queued ahead, at the recent"
+            " inspection time, leave it answered within this; else 503 + Retry-After at once (0: off).",
+        ),
+    ] = 100.0,
     max_inflight_mb: Annotated[
         float | None,
         typer.Option(
@@ -176,6 +185,7 @@ def serve(
         rate_limit,
         rate_burst,
     )
+    admission["upload_latency_budget_s"] = upload_latency_budget_ms / 1e3
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServiceSettings(
         data_dir=data_dir,

@@ -526,3 +526,32 @@ def test_serve_refuses_admission_flags_that_do_not_fit(tmp_path: Path, flags: li
     assert result.exit_code == 2, result.output
     assert words in result.output
     assert not data_dir.exists()  # refused before opening anything
+
+
+def test_a_latency_budget_admits_only_what_can_be_answered_within_it() -> None:
+    uploads = UploadLine(concurrency=2, queue=16, max_wait_s=1.0, latency_budget_s=0.1)
+    uploads.workers = 2
+    # Nothing timed yet: only the door's count applies.
+    assert all(uploads.try_admit() for _ in range(6))
+    for _ in range(6):
+        uploads.leave()
+    uploads.record_inspection(0.04)  # one inspection takes 40 ms now
+    # Two go straight to a worker; behind them, a newcomer waits for those queued ahead: 1 ahead
+    # (40 ms x (1 + 1/2) = 60 ms), 2 (80 ms) and 3 (100 ms, at the budget) fit, 4 (120 ms) do not.
+    assert [uploads.try_admit() for _ in range(6)] == [True, True, True, True, True, False]
+    assert "within 0.1 s" in uploads.why_full()
+    uploads.record_inspection(0.2)  # the machine slowed down: 40 -> 72 ms on average
+    uploads.leave()
+    assert not uploads.try_admit()  # 4 admitted, 3 of them queued ahead: 72 ms x 2.5 > 100 ms
+    for _ in range(4):
+        uploads.leave()
+    assert uploads.try_admit()  # none admitted, a worker is free: admitted whatever the time
+
+
+def test_aoi_serve_refuses_a_negative_latency_budget(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aoi.cli import app
+
+    answer = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), "--upload-latency-budget-ms", "-1"])
+    assert answer.exit_code == 2 and "upload-latency-budget-ms" in answer.output

@@ -180,8 +180,7 @@ class AdmissionControl:
                 send,
                 503,
                 "line_full",
-                f"the upload line is full ({self.uploads.capacity} uploads admitted, the most it takes at once);"
-                f" retry after {retry_s:g} s",
+                f"{self.uploads.why_full()}; retry after {retry_s:g} s",
                 (retry_after_header(retry_s),),
             )
             return

@@ -246,7 +246,12 @@ class InspectionService:
         self.metrics = metrics
         self.products = products
         self.line: LinePipeline | None = None  # set by `aoi.api.line.build_line`
-        self.uploads = UploadLine(settings.upload_concurrency, settings.upload_queue_depth, settings.upload_wait_s)
+        self.uploads = UploadLine(
+            settings.upload_concurrency,
+            settings.upload_queue_depth,
+            settings.upload_wait_s,
+            latency_budget_s=settings.upload_latency_budget_s,
+        )
         metrics.add_gauge(
             "upload_slots",
             "Uploads in the inspection line (busy: queued or being inspected, their request waiting), waiting"
@@ -369,9 +374,11 @@ class InspectionService:
                     self.uploads.retry_after_s(),
                 )
             try:
-                return future.result()
+                receipt = future.result()
             except InspectionInputError as exc:
                 raise ApiError(422, type(exc).__name__, str(exc)) from exc
+        self.uploads.record_inspection(receipt.result.timings_ms.get("total", 0.0) / 1e3)
+        return receipt
 
     def get(self, inspection_id: str) -> StoredInspection:
         if not validation.is_record_id(inspection_id):

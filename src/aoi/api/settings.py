@@ -49,6 +49,9 @@ class ServiceSettings:
     `shifts` / `shift_timezone`: the plant's shifts for shift reports (`aoi.shifts`; zone None: the server's).
     `registry_poll_s`: without `model_bundle`, how often the service looks for a model promoted or rolled
     back in `data_dir/models` and swaps it in (`aoi.api.model_follow`; 0: never).
+    `upload_latency_budget_s`: with every inspect worker busy, an upload is admitted only while the ones
+    queued ahead of it, at the recent inspection time, leave it answered within this (0: no budget, only
+    the door's count); past it, 503 + Retry-After before its body is read. `aoi serve` sets 0.1 s.
     `engine_processes`: 0 runs the engine in the line's own threads; N > 0 in N worker processes
     (`aoi.detection.process_inspector.ProcessInspector`, `aoi serve` gives one per inspect worker), so the
     engine's Python holds no GIL the event loop and the other workers need. Used when the app loads its
@@ -78,6 +81,7 @@ class ServiceSettings:
     shift_timezone: str | None = None
     registry_poll_s: float = 2.0
     engine_processes: int = 0
+    upload_latency_budget_s: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -92,6 +96,8 @@ class ServiceSettings:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         if self.upload_concurrency < 1:
             raise ValueError(f"upload_concurrency must be at least 1, got {self.upload_concurrency}")
+        if self.upload_latency_budget_s < 0:
+            raise ValueError(f"upload_latency_budget_s must be 0 or more, got {self.upload_latency_budget_s}")
         if self.engine_processes < 0:
             raise ValueError(f"engine_processes must be 0 or more, got {self.engine_processes}")
         if not self.default_px_per_mm > 0:

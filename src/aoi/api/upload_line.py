@@ -66,13 +66,23 @@ class UploadLine:
     """
 
     def __init__(
-        self, concurrency: int, queue: int, max_wait_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        concurrency: int,
+        queue: int,
+        max_wait_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        latency_budget_s: float = 0.0,
     ) -> None:
-        if concurrency < 1 or queue < 0 or not max_wait_s > 0:
-            raise ValueError(f"bad upload line: concurrency={concurrency}, queue={queue}, max_wait_s={max_wait_s}")
+        if concurrency < 1 or queue < 0 or not max_wait_s > 0 or latency_budget_s < 0:
+            raise ValueError(
+                f"bad upload line: concurrency={concurrency}, queue={queue}, max_wait_s={max_wait_s}, "
+                f"latency_budget_s={latency_budget_s}"
+            )
         self.concurrency = concurrency
         self.queue = queue
         self.max_wait_s = max_wait_s
+        self.latency_budget_s = latency_budget_s
+        self._inspect_s: float | None = None  # moving average of one upload's inspection, once one is timed
         self.workers = concurrency
         self._clock = clock
         self._lock = threading.Lock()
@@ -87,12 +97,41 @@ class UploadLine:
         return self.concurrency + self.queue
 
     def try_admit(self) -> bool:
-        """Count one more upload in the line, or False (refuse it) when the line is full."""
+        """Count one more upload in the line, or False (refuse it) when the line is full: `capacity` uploads
+        admitted, or (with a latency budget) one more would wait so long that its answer came after it."""
         with self._lock:
-            if self._admitted >= self.capacity:
+            if self._admitted >= self.capacity or self._past_budget():
                 return False
             self._admitted += 1
             return True
+
+    def _past_budget(self) -> bool:
+        """Every worker is taken and the uploads queued ahead, at the recent inspection time, would keep one
+        more from being answered within `latency_budget_s` (0: no budget). Called under the lock."""
+        if self.latency_budget_s <= 0 or self._inspect_s is None:
+            return False
+        workers = max(1, self.workers)
+        queued_ahead = self._admitted + 1 - workers
+        return queued_ahead > 0 and self._inspect_s * (1 + queued_ahead / workers) > self.latency_budget_s
+
+    def why_full(self) -> str:
+        """Why `try_admit` refused, for the 503's detail."""
+        with self._lock:
+            admitted = self._admitted
+        if admitted >= self.capacity:
+            return f"the upload line is full ({self.capacity} uploads admitted, the most it takes at once)"
+        return (
+            f"the upload line is busy: behind the {admitted} uploads admitted, one more would not be answered"
+            f" within {self.latency_budget_s:g} s"
+        )
+
+    def record_inspection(self, seconds: float) -> None:
+        """One upload's inspection took `seconds` (the engine's wall time, which the machine's load stretches)."""
+        with self._lock:
+            if self._inspect_s is None:
+                self._inspect_s = seconds
+            else:
+                self._inspect_s += SERVICE_TIME_SMOOTHING * (seconds - self._inspect_s)
 
     def leave(self) -> None:
         """An admitted upload was answered (whatever the answer)."""
