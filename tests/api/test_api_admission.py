@@ -529,23 +529,46 @@ def test_serve_refuses_admission_flags_that_do_not_fit(tmp_path: Path, flags: li
 
 
 def test_a_latency_budget_admits_only_what_can_be_answered_within_it() -> None:
-    uploads = UploadLine(concurrency=2, queue=16, max_wait_s=1.0, latency_budget_s=0.1)
+    now = [0.0]
+    uploads = UploadLine(concurrency=2, queue=16, max_wait_s=1.0, clock=lambda: now[0], latency_budget_s=0.1)
     uploads.workers = 2
+
+    def served(seconds: float) -> None:  # one upload admitted, in the line `seconds`, answered
+        assert uploads.try_admit()
+        with uploads.in_line():
+            now[0] += seconds
+        uploads.leave()
+
     # Nothing timed yet: only the door's count applies.
     assert all(uploads.try_admit() for _ in range(6))
     for _ in range(6):
         uploads.leave()
-    uploads.record_inspection(0.04)  # one inspection takes 40 ms now
+    served(0.04)  # alone in the line: one upload takes 40 ms now
     # Two go straight to a worker; behind them, a newcomer waits for those queued ahead: 1 ahead
     # (40 ms x (1 + 1/2) = 60 ms), 2 (80 ms) and 3 (100 ms, at the budget) fit, 4 (120 ms) do not.
     assert [uploads.try_admit() for _ in range(6)] == [True, True, True, True, True, False]
     assert "within 0.1 s" in uploads.why_full()
-    uploads.record_inspection(0.2)  # the machine slowed down: 40 -> 72 ms on average
+    for _ in range(5):
+        uploads.leave()
+    served(0.2)  # the machine slowed down: 40 -> 72 ms on average
+    assert uploads.try_admit() and uploads.try_admit()
+    assert not uploads.try_admit()  # 1 would be queued ahead of one more: 72 ms x 1.5 > 100 ms
     uploads.leave()
-    assert not uploads.try_admit()  # 4 admitted, 3 of them queued ahead: 72 ms x 2.5 > 100 ms
+    uploads.leave()
+    assert uploads.try_admit()  # a worker is free: admitted whatever the time
+
+
+def test_an_upload_that_waited_behind_others_counts_for_one_upload_s_time() -> None:
+    now = [0.0]
+    uploads = UploadLine(concurrency=2, queue=16, max_wait_s=1.0, clock=lambda: now[0], latency_budget_s=0.1)
+    uploads.workers = 2
+    assert all(uploads.try_admit() for _ in range(5))
+    with uploads.in_line():  # the 5th had 3 queued ahead of it: 250 ms in the line = 100 ms per upload
+        now[0] += 0.25
     for _ in range(4):
         uploads.leave()
-    assert uploads.try_admit()  # none admitted, a worker is free: admitted whatever the time
+    assert uploads.try_admit()  # 2 admitted: both at a worker
+    assert not uploads.try_admit()  # one more behind 1 queued: 100 ms x 1.5 > 100 ms
 
 
 def test_aoi_serve_refuses_a_negative_latency_budget(tmp_path: Path) -> None:

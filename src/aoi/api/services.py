@@ -374,11 +374,9 @@ class InspectionService:
                     self.uploads.retry_after_s(),
                 )
             try:
-                receipt = future.result()
+                return future.result()
             except InspectionInputError as exc:
                 raise ApiError(422, type(exc).__name__, str(exc)) from exc
-        self.uploads.record_inspection(receipt.result.timings_ms.get("total", 0.0) / 1e3)
-        return receipt
 
     def get(self, inspection_id: str) -> StoredInspection:
         if not validation.is_record_id(inspection_id):

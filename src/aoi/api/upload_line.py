@@ -82,7 +82,7 @@ class UploadLine:
         self.queue = queue
         self.max_wait_s = max_wait_s
         self.latency_budget_s = latency_budget_s
-        self._inspect_s: float | None = None  # moving average of one upload's inspection, once one is timed
+        self._one_upload_s: float | None = None  # moving average of one upload's time in the line, once timed
         self.workers = concurrency
         self._clock = clock
         self._lock = threading.Lock()
@@ -106,13 +106,13 @@ class UploadLine:
             return True
 
     def _past_budget(self) -> bool:
-        """Every worker is taken and the uploads queued ahead, at the recent inspection time, would keep one
-        more from being answered within `latency_budget_s` (0: no budget). Called under the lock."""
-        if self.latency_budget_s <= 0 or self._inspect_s is None:
+        """Every worker is taken and the uploads queued ahead, at the time one upload recently took in the line
+        (inspected and stored), would keep one more from being answered within `latency_budget_s` (0: no
+        budget). Called under the lock."""
+        if self.latency_budget_s <= 0 or self._one_upload_s is None:
             return False
-        workers = max(1, self.workers)
-        queued_ahead = self._admitted + 1 - workers
-        return queued_ahead > 0 and self._inspect_s * (1 + queued_ahead / workers) > self.latency_budget_s
+        ahead = self._queued_ahead(self._admitted)
+        return ahead > 0 and self._one_upload_s * (1 + ahead / max(1, self.workers)) > self.latency_budget_s
 
     def why_full(self) -> str:
         """Why `try_admit` refused, for the 503's detail."""
@@ -124,14 +124,6 @@ class UploadLine:
             f"the upload line is busy: behind the {admitted} uploads admitted, one more would not be answered"
             f" within {self.latency_budget_s:g} s"
         )
-
-    def record_inspection(self, seconds: float) -> None:
-        """One upload's inspection took `seconds` (the engine's wall time, which the machine's load stretches)."""
-        with self._lock:
-            if self._inspect_s is None:
-                self._inspect_s = seconds
-            else:
-                self._inspect_s += SERVICE_TIME_SMOOTHING * (seconds - self._inspect_s)
 
     def leave(self) -> None:
         """An admitted upload was answered (whatever the answer)."""
@@ -151,9 +143,12 @@ class UploadLine:
 
     @contextmanager
     def in_line(self) -> Iterator[None]:
-        """Around the wait on an accepted upload's future: counted as busy, and timed for Retry-After."""
+        """Around the wait on an accepted upload's future: counted as busy, and timed for Retry-After and
+        for the latency budget (the time one upload takes in the line, from how long this one took behind
+        the uploads queued ahead of it: `_queued_ahead`)."""
         with self._lock:
             self._busy += 1
+            ahead = self._queued_ahead(self._admitted - 1)
         started = self._clock()
         try:
             yield
@@ -162,6 +157,16 @@ class UploadLine:
             with self._lock:
                 self._busy -= 1
                 self._service_s += SERVICE_TIME_SMOOTHING * (held_s - self._service_s)
+                one_s = held_s / (1 + ahead / max(1, self.workers))
+                self._one_upload_s = (
+                    one_s
+                    if self._one_upload_s is None
+                    else self._one_upload_s + SERVICE_TIME_SMOOTHING * (one_s - self._one_upload_s)
+                )
+
+    def _queued_ahead(self, others: int) -> int:
+        """Uploads waiting for a worker ahead of one more, with `others` admitted besides it."""
+        return max(0, others + 1 - max(1, self.workers))
 
     def refused_after_wait(self) -> UploadLineFull:
         """The 503 of an upload whose wait for room in the line's inspect queue ran out."""
